@@ -1,0 +1,1 @@
+"""TGI deployments of registered models, rolled out blue/green on GPU node pools."""

@@ -1,0 +1,1 @@
+"""Hugging Face Hub models registered by tenants, pinned to a commit."""

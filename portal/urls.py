@@ -1,0 +1,28 @@
+"""Top-level URL configuration: UI pages, the REST API under /api/v1/, the admin console."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from portal.views import healthz
+
+admin.site.site_header = "Inference Portal — platform admin"
+admin.site.site_title = "Inference Portal admin"
+admin.site.index_title = "Tenants, memberships and quotas"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            redirect_authenticated_user=True, http_method_names=["get", "post"]
+        ),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/v1/", include("tenants.api_urls")),
+    path("", include("tenants.urls")),
+    path("", include("models_registry.urls")),
+    path("", include("deployments.urls")),
+]

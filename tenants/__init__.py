@@ -1,0 +1,1 @@
+"""Tenants (platform teams), their members and roles, API tokens, quotas and the audit log."""

@@ -1,0 +1,187 @@
+"""Admin console for platform admins: tenants, memberships, quotas (with history), tokens, audit.
+
+Every save goes through tenants.services so the audit log and quota history stay complete.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.forms import BaseInlineFormSet, ModelForm
+from django.http import HttpRequest
+
+from portal.errors import DomainError
+from tenants import services
+from tenants.audit import Actor
+from tenants.choices import Channel
+from tenants.models import ApiToken, AuditEvent, Membership, QuotaChange, Tenant, TenantQuota
+
+
+def admin_actor(request: HttpRequest) -> Actor:
+    return Actor(user=request.user, channel=Channel.ADMIN)  # type: ignore[arg-type]
+
+
+class MembershipInlineFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
+    def clean(self) -> None:
+        super().clean()
+        remaining_owners = [
+            form.cleaned_data
+            for form in self.forms
+            if form.cleaned_data
+            and not form.cleaned_data.get("DELETE")
+            and form.cleaned_data.get("role") == "owner"
+        ]
+        if self.instance.pk and not remaining_owners:
+            raise ValidationError("A tenant must keep at least one owner.")
+
+
+class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Membership
+    formset = MembershipInlineFormSet
+    extra = 1
+    autocomplete_fields = ("user",)
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
+
+
+class QuotaChangeInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = QuotaChange
+    extra = 0
+    can_delete = False
+    fields = ("changed_at", "changed_by", "changes")
+    readonly_fields = fields
+    verbose_name_plural = "Quota history"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("name", "slug", "namespace", "max_gpus", "allowed_tiers", "created_at")
+    search_fields = ("name", "slug", "namespace", "memberships__user__username")
+    list_filter = ("created_at",)
+    inlines = (MembershipInline, QuotaChangeInline)
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
+        return {} if obj else {"slug": ("name",)}
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Renaming the namespace would strand the tenant's running workloads.
+        return ("slug", "namespace", "created_at") if obj else ("created_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
+        return super().get_queryset(request).select_related("quota")
+
+    @admin.display(ordering="quota__max_gpus")
+    def max_gpus(self, tenant: Tenant) -> int:
+        return tenant.quota.max_gpus
+
+    @admin.display()
+    def allowed_tiers(self, tenant: Tenant) -> str:
+        return ", ".join(tenant.quota.allowed_tiers) or "—"
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+        if change:
+            services.rename_tenant(admin_actor(request), obj, name=obj.name)
+        else:
+            created = services.create_tenant(
+                admin_actor(request), name=obj.name, slug=obj.slug, namespace=obj.namespace
+            )
+            obj.pk = created.pk
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        actor = admin_actor(request)
+        tenant = form.instance
+        try:
+            for inline_form in formset.forms:
+                data = inline_form.cleaned_data
+                if not data or not data.get("user"):
+                    continue
+                membership = inline_form.instance
+                if data.get("DELETE") and membership.pk:
+                    services.remove_member(actor, membership)
+                elif not membership.pk:
+                    services.add_member(actor, tenant, username=data["user"].username, role=data["role"])
+                elif "role" in inline_form.changed_data:
+                    services.change_member_role(actor, membership, role=data["role"])
+        except DomainError as error:
+            messages.error(request, error.message)
+        return None
+
+
+@admin.register(TenantQuota)
+class TenantQuotaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "tenant", "max_gpus", "max_deployments", "max_replicas_per_deployment",
+        "monthly_gpu_hour_budget", "requests_per_minute", "tokens_per_minute", "updated_at",
+    )
+    search_fields = ("tenant__name", "tenant__slug")
+    list_filter = ("updated_at",)
+    readonly_fields = ("tenant", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # every tenant gets its quota when it is created
+
+    def save_model(self, request: HttpRequest, obj: TenantQuota, form: ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+        changes = {field: form.cleaned_data[field] for field in form.changed_data}
+        services.update_quota(admin_actor(request), obj.tenant, changes)
+
+
+@admin.register(QuotaChange)
+class QuotaChangeAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("tenant", "changed_at", "changed_by", "changes")
+    list_filter = ("changed_at", "tenant")
+    search_fields = ("tenant__name", "changed_by__username")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("name", "tenant", "user", "prefix", "role", "status", "expires_at", "last_used_at")
+    list_filter = ("role", "tenant", "expires_at", "revoked_at")
+    search_fields = ("name", "prefix", "user__username", "tenant__name")
+    readonly_fields = (
+        "tenant", "user", "name", "prefix", "role", "created_at", "expires_at", "revoked_at",
+        "last_used_at",
+    )
+    exclude = ("secret_hash", "expiry_recorded")
+    actions = ("revoke_selected",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tokens are created by their holders so the secret is shown only to them
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset:
+            services.revoke_api_token(admin_actor(request), token)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("created_at", "tenant_slug", "actor_name", "channel", "action", "target_repr")
+    list_filter = ("channel", "action", "tenant")
+    search_fields = ("actor_name", "action", "target_repr", "tenant_slug")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
