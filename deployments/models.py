@@ -20,7 +20,9 @@ class Deployment(TenantOwnedModel):
     class Meta:
         ordering = ("name",)
         constraints = [
-            models.UniqueConstraint(fields=("tenant", "name"), name="one_deployment_name_per_tenant")
+            models.UniqueConstraint(
+                fields=("tenant", "name"), name="one_deployment_name_per_tenant"
+            )
         ]
 
     def __str__(self) -> str:

@@ -7,7 +7,7 @@ from deployments.models import Deployment
 from portal.views import TenantViewMixin
 
 
-class DeploymentListView(TenantViewMixin, ListView):  # type: ignore[type-arg]
+class DeploymentListView(TenantViewMixin, ListView):
     model = Deployment
     template_name = "deployments/deployment_list.html"
     context_object_name = "deployments"

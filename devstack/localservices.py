@@ -43,10 +43,14 @@ def _wait_port(port: int, name: str, timeout: float = 30.0) -> None:
     raise SystemExit(f"{name} did not open 127.0.0.1:{port} within {timeout:.0f}s; see {LOG_DIR}")
 
 
-def _as_postgres(*command: str | os.PathLike[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+def _as_postgres(
+    *command: str | os.PathLike[str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
     # PostgreSQL refuses to run as root, so the server runs as Debian's `postgres` user.
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    return subprocess.run([*prefix, *map(str, command)], check=check, text=True, capture_output=True)
+    return subprocess.run(
+        [*prefix, *map(str, command)], check=check, text=True, capture_output=True
+    )
 
 
 @dataclass
@@ -65,33 +69,56 @@ def postgres_up() -> None:
         os.chmod(LOG_DIR, 0o777)  # noqa: S103 - the postgres user writes its log here
     if not (PG_DATA / "PG_VERSION").exists():
         print("postgres: initialising a new cluster in var/postgres/data", flush=True)
-        _as_postgres(PG_BIN / "initdb", "-D", PG_DATA, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        _as_postgres(
+            PG_BIN / "initdb", "-D", PG_DATA, "-U", "postgres", "--auth=trust", "-E", "UTF8"
+        )
     if not _port_open(PG_PORT):
         pid_file = PG_DATA / "postmaster.pid"
-        if pid_file.exists() and _as_postgres(PG_BIN / "pg_ctl", "status", "-D", PG_DATA, check=False).returncode != 0:
+        if (
+            pid_file.exists()
+            and _as_postgres(PG_BIN / "pg_ctl", "status", "-D", PG_DATA, check=False).returncode
+            != 0
+        ):
             pid_file.unlink()  # left by a killed server; pg_ctl would refuse to start
         options = f"-c listen_addresses=127.0.0.1 -p {PG_PORT} -k {PG_SOCKET_DIR} -c fsync=off"
         _as_postgres(
-            PG_BIN / "pg_ctl", "start", "-D", PG_DATA, "-w", "-l", LOG_DIR / "postgres.log",
-            "-o", options,
+            PG_BIN / "pg_ctl",
+            "start",
+            "-D",
+            PG_DATA,
+            "-w",
+            "-l",
+            LOG_DIR / "postgres.log",
+            "-o",
+            options,
         )
     _wait_port(PG_PORT, "postgres")
     _ensure_database()
 
 
 def _psql(sql: str, database: str = "postgres") -> str:
+    # Only ever called with this module's own constants, never with outside input.
     result = _as_postgres(
-        "psql", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "postgres", "-d", database,
-        "-tAc", sql,
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(PG_PORT),
+        "-U",
+        "postgres",
+        "-d",
+        database,
+        "-tAc",
+        sql,
     )
     return result.stdout.strip()
 
 
 def _ensure_database() -> None:
-    if _psql(f"SELECT 1 FROM pg_roles WHERE rolname='{DB_USER}'") != "1":
+    if _psql(f"SELECT 1 FROM pg_roles WHERE rolname='{DB_USER}'") != "1":  # noqa: S608
         # CREATEDB lets pytest-django create and drop its test database.
         _psql(f"CREATE ROLE {DB_USER} LOGIN CREATEDB PASSWORD '{DB_PASSWORD}'")
-    if _psql(f"SELECT 1 FROM pg_database WHERE datname='{DB_NAME}'") != "1":
+    if _psql(f"SELECT 1 FROM pg_database WHERE datname='{DB_NAME}'") != "1":  # noqa: S608
         _psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
 
 
@@ -107,11 +134,24 @@ def redis_up() -> None:
         return
     subprocess.run(
         [
-            "redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT),
-            "--daemonize", "yes", "--dir", str(REDIS_DIR),
-            "--pidfile", str(REDIS_DIR / "redis.pid"), "--logfile", str(LOG_DIR / "redis.log"),
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(REDIS_PORT),
+            "--daemonize",
+            "yes",
+            "--dir",
+            str(REDIS_DIR),
+            "--pidfile",
+            str(REDIS_DIR / "redis.pid"),
+            "--logfile",
+            str(LOG_DIR / "redis.log"),
             # The broker is not a database here: state lives in PostgreSQL, so no persistence.
-            "--save", "", "--appendonly", "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
         ],
         check=True,
     )
@@ -122,7 +162,8 @@ def redis_down() -> None:
     pid_file = REDIS_DIR / "redis.pid"
     if _port_open(REDIS_PORT):
         subprocess.run(
-            ["redis-cli", "-p", str(REDIS_PORT), "shutdown", "nosave"], check=False,
+            ["redis-cli", "-p", str(REDIS_PORT), "shutdown", "nosave"],
+            check=False,
             capture_output=True,
         )
     deadline = time.monotonic() + 10

@@ -24,8 +24,16 @@ def _commands() -> dict[str, list[str]]:
         "web": [PY, "manage.py", "runserver", "127.0.0.1:8000", "--noreload"],
         "worker": [PY, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-c", "2"],
         "beat": [
-            PY, "-m", "celery", "-A", "portal", "beat", "-l", "info",
-            "-s", str(ROOT / "var" / "celerybeat-schedule"),
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "beat",
+            "-l",
+            "info",
+            "-s",
+            str(ROOT / "var" / "celerybeat-schedule"),
         ],
     }
     if importlib.util.find_spec("devstack.hub") is not None:

@@ -6,7 +6,7 @@ from models_registry.models import RegisteredModel
 from portal.views import TenantViewMixin
 
 
-class ModelListView(TenantViewMixin, ListView):  # type: ignore[type-arg]
+class ModelListView(TenantViewMixin, ListView):
     model = RegisteredModel
     template_name = "models_registry/model_list.html"
     context_object_name = "models"

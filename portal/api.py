@@ -35,7 +35,7 @@ class TenantRolePermission(permissions.BasePermission):
         return True
 
 
-class TenantScopedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+class TenantScopedViewSet(viewsets.GenericViewSet):
     """Base of every tenant API: URLs carry the tenant slug, querysets are always scoped.
 
     `read_role`/`write_role` set the default levels; `action_roles` overrides per action.

@@ -6,6 +6,7 @@ value stops the process at start instead of surfacing later as odd behaviour.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -22,14 +23,14 @@ class Env:
     def __init__(self, source: Mapping[str, str] | None = None) -> None:
         self._source = os.environ if source is None else source
 
-    def _raw(self, name: str) -> str | None:
+    def _raw(self, name: builtins.str) -> str | None:
         value = self._source.get(name)
         return None if value is None else value.strip()
 
-    def is_set(self, name: str) -> bool:
+    def is_set(self, name: builtins.str) -> builtins.bool:
         return bool(self._raw(name))
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def string(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str:
         value = self._raw(name)
         if value:
             return value
@@ -37,7 +38,7 @@ class Env:
             raise ImproperlyConfigured(f"{name} must be set")
         return default
 
-    def bool(self, name: str, default: bool) -> bool:
+    def boolean(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self._raw(name)
         if value is None:
             return default
@@ -50,14 +51,19 @@ class Env:
             f"{name}={value!r} is not a boolean (use one of: 1/0, true/false, yes/no, on/off)"
         )
 
-    def int(
-        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
+    def integer(
+        self,
+        name: builtins.str,
+        default: builtins.int,
+        *,
+        minimum: builtins.int | None = None,
+        maximum: builtins.int | None = None,
+    ) -> builtins.int:
         value = self._raw(name)
         if not value:
             return default
         try:
-            number = int(value)
+            number = builtins.int(value)
         except ValueError:
             raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
         if minimum is not None and number < minimum:
@@ -66,25 +72,31 @@ class Env:
             raise ImproperlyConfigured(f"{name}={number} is above the maximum of {maximum}")
         return number
 
-    def float(self, name: str, default: float, *, minimum: float | None = None) -> float:
+    def number(
+        self, name: builtins.str, default: builtins.float, *, minimum: builtins.float | None = None
+    ) -> builtins.float:
         value = self._raw(name)
         if not value:
             return default
         try:
-            number = float(value)
+            number = builtins.float(value)
         except ValueError:
             raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
         if minimum is not None and number < minimum:
             raise ImproperlyConfigured(f"{name}={number} is below the minimum of {minimum}")
         return number
 
-    def list(self, name: str, default: list[str] | None = None) -> list[str]:
+    def csv(
+        self, name: builtins.str, default: builtins.list[builtins.str] | None = None
+    ) -> builtins.list[builtins.str]:
         value = self._raw(name)
         if value is None:
-            return list(default or [])
+            return builtins.list(default or [])
         return [item.strip() for item in value.split(",") if item.strip()]
 
-    def url(self, name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+    def url(
+        self, name: builtins.str, default: builtins.str, *, schemes: tuple[builtins.str, ...]
+    ) -> builtins.str:
         value = self._raw(name) or default
         parts = urlsplit(value)
         if parts.scheme not in schemes or not parts.hostname:
@@ -97,14 +109,16 @@ class Env:
             raise ImproperlyConfigured(f"{name}={value!r} has an invalid port") from None
         return value
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(
+        self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]
+    ) -> builtins.str:
         value = self._raw(name) or default
         if value not in choices:
             raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}")
         return value
 
 
-def database_from_url(name: str, url: str) -> dict[str, object]:
+def database_from_url(name: builtins.str, url: str) -> dict[str, object]:
     """Turns postgres://user:pass@host:port/db into a Django DATABASES entry."""
     parts = urlsplit(url)
     database = parts.path.lstrip("/")

@@ -19,22 +19,24 @@ PORTAL_MODE = env.choice("PORTAL_MODE", "development", ("development", "producti
 PRODUCTION = PORTAL_MODE == "production"
 
 if PRODUCTION:
-    SECRET_KEY = env.str("SECRET_KEY")
+    SECRET_KEY = env.string("SECRET_KEY")
     if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure"):
         raise ImproperlyConfigured(
             "SECRET_KEY must be at least 50 characters of random text in production"
         )
-    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+    ALLOWED_HOSTS = env.csv("ALLOWED_HOSTS")
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("ALLOWED_HOSTS must be set in production (comma-separated)")
     DEBUG = False
 else:
     # A fixed key is fine on a developer's loopback-only stack; production refuses to use it.
-    SECRET_KEY = env.str("SECRET_KEY", "django-insecure-local-development-key-not-for-production")
-    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
-    DEBUG = env.bool("DEBUG", True)
+    SECRET_KEY = env.string(
+        "SECRET_KEY", "django-insecure-local-development-key-not-for-production"
+    )
+    ALLOWED_HOSTS = env.csv("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+    DEBUG = env.boolean("DEBUG", True)
 
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS")
+CSRF_TRUSTED_ORIGINS = env.csv("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -159,7 +161,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True  # tasks are idempotent, so a re-delivery after a crash is safe
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", "portal")
+CELERY_TASK_DEFAULT_QUEUE = env.string("CELERY_QUEUE", "portal")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
@@ -171,24 +173,24 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 }
 
 # External systems: the local stack's loopback endpoints by default.
-KUBECONFIG = env.str("KUBECONFIG", str(BASE_DIR / "var" / "cluster" / "kubeconfig"))
+KUBECONFIG = env.string("KUBECONFIG", str(BASE_DIR / "var" / "cluster" / "kubeconfig"))
 HF_ENDPOINT = env.url("HF_ENDPOINT", "http://127.0.0.1:58080", schemes=("http", "https"))
 PROMETHEUS_URL = env.url("PROMETHEUS_URL", "http://127.0.0.1:59090", schemes=("http", "https"))
 
-API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", 90, minimum=1, maximum=3650)
+API_TOKEN_DEFAULT_DAYS = env.integer("API_TOKEN_DEFAULT_DAYS", 90, minimum=1, maximum=3650)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.string("LOG_LEVEL", "INFO")},
 }
 
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", True)
-    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_SSL_REDIRECT = env.boolean("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env.integer("SECURE_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.http import require_GET
 
 from portal.tenancy import TenantScopedQuerySet
@@ -36,7 +36,7 @@ class TenantViewMixin(LoginRequiredMixin):
     tenant_url_kwarg = "tenant_slug"
     access: TenantAccess
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return self.handle_no_permission()
         self.access = resolve_access(request.user, kwargs[self.tenant_url_kwarg])
@@ -48,7 +48,7 @@ class TenantViewMixin(LoginRequiredMixin):
         if not self.access.allows(needed):
             raise PermissionDenied("your role in this tenant does not allow this")
         request.session[CURRENT_TENANT_SESSION_KEY] = self.access.tenant.slug
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        return super().dispatch(request, *args, **kwargs)
 
     @property
     def tenant(self) -> Any:

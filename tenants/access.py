@@ -58,7 +58,9 @@ def resolve_access(user: Any, tenant_slug: str, token: ApiToken | None = None) -
         rank = min(ROLE_RANK[token.role], membership.rank)
         return TenantAccess(tenant=tenant, rank=rank, role=membership.role)
     if user.is_staff:
-        return TenantAccess(tenant=tenant, rank=PLATFORM_ADMIN_RANK, role=getattr(membership, "role", None))
+        return TenantAccess(
+            tenant=tenant, rank=PLATFORM_ADMIN_RANK, role=getattr(membership, "role", None)
+        )
     if membership is None:
         raise Http404("tenant not found")
     return TenantAccess(tenant=tenant, rank=membership.rank, role=membership.role)

@@ -24,7 +24,7 @@ def admin_actor(request: HttpRequest) -> Actor:
     return Actor(user=request.user, channel=Channel.ADMIN)  # type: ignore[arg-type]
 
 
-class MembershipInlineFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
+class MembershipInlineFormSet(BaseInlineFormSet):
     def clean(self) -> None:
         super().clean()
         remaining_owners = [
@@ -38,7 +38,7 @@ class MembershipInlineFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
             raise ValidationError("A tenant must keep at least one owner.")
 
 
-class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+class MembershipInline(admin.TabularInline):
     model = Membership
     formset = MembershipInlineFormSet
     extra = 1
@@ -47,7 +47,7 @@ class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
     readonly_fields = ("created_at",)
 
 
-class QuotaChangeInline(admin.TabularInline):  # type: ignore[type-arg]
+class QuotaChangeInline(admin.TabularInline):
     model = QuotaChange
     extra = 0
     can_delete = False
@@ -60,7 +60,7 @@ class QuotaChangeInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TenantAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "namespace", "max_gpus", "allowed_tiers", "created_at")
     search_fields = ("name", "slug", "namespace", "memberships__user__username")
     list_filter = ("created_at",)
@@ -84,7 +84,7 @@ class TenantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def allowed_tiers(self, tenant: Tenant) -> str:
         return ", ".join(tenant.quota.allowed_tiers) or "—"
 
-    def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+    def save_model(self, request: HttpRequest, obj: Tenant, form: ModelForm, change: bool) -> None:
         if change:
             services.rename_tenant(admin_actor(request), obj, name=obj.name)
         else:
@@ -98,6 +98,8 @@ class TenantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return super().save_formset(request, form, formset, change)
         actor = admin_actor(request)
         tenant = form.instance
+        # The admin's change message reads these; formset.save() would set them.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         try:
             for inline_form in formset.forms:
                 data = inline_form.cleaned_data
@@ -106,20 +108,31 @@ class TenantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 membership = inline_form.instance
                 if data.get("DELETE") and membership.pk:
                     services.remove_member(actor, membership)
+                    formset.deleted_objects.append(membership)
                 elif not membership.pk:
-                    services.add_member(actor, tenant, username=data["user"].username, role=data["role"])
+                    added = services.add_member(
+                        actor, tenant, username=data["user"].username, role=data["role"]
+                    )
+                    formset.new_objects.append(added)
                 elif "role" in inline_form.changed_data:
                     services.change_member_role(actor, membership, role=data["role"])
+                    formset.changed_objects.append((membership, ["role"]))
         except DomainError as error:
             messages.error(request, error.message)
         return None
 
 
 @admin.register(TenantQuota)
-class TenantQuotaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TenantQuotaAdmin(admin.ModelAdmin):
     list_display = (
-        "tenant", "max_gpus", "max_deployments", "max_replicas_per_deployment",
-        "monthly_gpu_hour_budget", "requests_per_minute", "tokens_per_minute", "updated_at",
+        "tenant",
+        "max_gpus",
+        "max_deployments",
+        "max_replicas_per_deployment",
+        "monthly_gpu_hour_budget",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "updated_at",
     )
     search_fields = ("tenant__name", "tenant__slug")
     list_filter = ("updated_at",)
@@ -128,13 +141,15 @@ class TenantQuotaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # every tenant gets its quota when it is created
 
-    def save_model(self, request: HttpRequest, obj: TenantQuota, form: ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+    def save_model(
+        self, request: HttpRequest, obj: TenantQuota, form: ModelForm, change: bool
+    ) -> None:
         changes = {field: form.cleaned_data[field] for field in form.changed_data}
         services.update_quota(admin_actor(request), obj.tenant, changes)
 
 
 @admin.register(QuotaChange)
-class QuotaChangeAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class QuotaChangeAdmin(admin.ModelAdmin):
     list_display = ("tenant", "changed_at", "changed_by", "changes")
     list_filter = ("changed_at", "tenant")
     search_fields = ("tenant__name", "changed_by__username")
@@ -150,12 +165,28 @@ class QuotaChangeAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("name", "tenant", "user", "prefix", "role", "status", "expires_at", "last_used_at")
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "tenant",
+        "user",
+        "prefix",
+        "role",
+        "status",
+        "expires_at",
+        "last_used_at",
+    )
     list_filter = ("role", "tenant", "expires_at", "revoked_at")
     search_fields = ("name", "prefix", "user__username", "tenant__name")
     readonly_fields = (
-        "tenant", "user", "name", "prefix", "role", "created_at", "expires_at", "revoked_at",
+        "tenant",
+        "user",
+        "name",
+        "prefix",
+        "role",
+        "created_at",
+        "expires_at",
+        "revoked_at",
         "last_used_at",
     )
     exclude = ("secret_hash", "expiry_recorded")
@@ -171,7 +202,7 @@ class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditEventAdmin(admin.ModelAdmin):
     list_display = ("created_at", "tenant_slug", "actor_name", "channel", "action", "target_repr")
     list_filter = ("channel", "action", "tenant")
     search_fields = ("actor_name", "action", "target_repr", "tenant_slug")

@@ -7,7 +7,6 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import Http404
 from rest_framework import exceptions, mixins, status, viewsets
-from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -43,7 +42,9 @@ def _require_platform_admin(request: Request) -> None:
 
 
 class TenantViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet  # type: ignore[type-arg]
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
 ):
     """Tenants the caller can see; platform admins create and rename them."""
 
@@ -102,7 +103,9 @@ class MembershipViewSet(TenantScopedViewSet):
     def create(self, request: Request, tenant_slug: str) -> Response:
         serializer = MembershipCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        membership = services.add_member(api_actor(request), self.tenant, **serializer.validated_data)
+        membership = services.add_member(
+            api_actor(request), self.tenant, **serializer.validated_data
+        )
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, tenant_slug: str, pk: str) -> Response:
@@ -168,7 +171,9 @@ class QuotaViewSet(TenantScopedViewSet):
         quota = self.get_quota()
         serializer = QuotaSerializer(quota, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        quota = services.update_quota(api_actor(request), self.tenant, dict(serializer.validated_data))
+        quota = services.update_quota(
+            api_actor(request), self.tenant, dict(serializer.validated_data)
+        )
         return Response(QuotaSerializer(quota).data)
 
     def partial_update(self, request: Request, tenant_slug: str) -> Response:
@@ -192,7 +197,8 @@ class MeViewSet(viewsets.ViewSet):
     """Who the caller is and which tenants they belong to."""
 
     def list(self, request: Request) -> Response:
-        memberships = Membership.objects.filter(user=request.user).select_related("tenant")
+        user: Any = request.user
+        memberships = Membership.objects.filter(user=user).select_related("tenant")
         token = request.auth if isinstance(request.auth, ApiToken) else None
         if token is not None:
             memberships = memberships.filter(tenant_id=token.tenant_id)
@@ -201,8 +207,6 @@ class MeViewSet(viewsets.ViewSet):
                 "username": request.user.get_username(),
                 "is_platform_admin": bool(request.user.is_staff) and token is None,
                 "token": {"tenant": token.tenant.slug, "role": token.role} if token else None,
-                "memberships": [
-                    {"tenant": m.tenant.slug, "role": m.role} for m in memberships
-                ],
+                "memberships": [{"tenant": m.tenant.slug, "role": m.role} for m in memberships],
             }
         )

@@ -12,9 +12,7 @@ membership_detail = api.MembershipViewSet.as_view(
 )
 token_list = api.ApiTokenViewSet.as_view({"get": "list", "post": "create"})
 token_detail = api.ApiTokenViewSet.as_view({"get": "retrieve", "delete": "destroy"})
-quota_detail = api.QuotaViewSet.as_view(
-    {"get": "list", "put": "update", "patch": "partial_update"}
-)
+quota_detail = api.QuotaViewSet.as_view({"get": "list", "put": "update", "patch": "partial_update"})
 audit_list = api.AuditEventViewSet.as_view({"get": "list"})
 me = api.MeViewSet.as_view({"get": "list"})
 

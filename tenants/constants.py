@@ -7,7 +7,7 @@ RESERVED_NAMESPACES = frozenset(
 DNS1123_LABEL_MAX_LENGTH = 63
 
 # API tokens look like "ipt_<prefix>_<secret>": the prefix finds the row, the secret is hashed.
-API_TOKEN_SCHEME = "ipt"
+API_TOKEN_SCHEME = "ipt"  # noqa: S105 - a public prefix, not a secret
 API_TOKEN_PREFIX_LENGTH = 10
 API_TOKEN_SECRET_BYTES = 32
 

@@ -13,7 +13,9 @@ def tenant_navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    current_slug = request.resolver_match.kwargs.get("tenant_slug") if request.resolver_match else None
+    current_slug = (
+        request.resolver_match.kwargs.get("tenant_slug") if request.resolver_match else None
+    )
 
     def switchable() -> list[Tenant]:
         # Lazy: only pages that render the switcher pay for the query.

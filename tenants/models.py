@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -24,7 +25,7 @@ from tenants.validators import validate_dns1123_label, validate_tier_slugs
 
 
 class TenantQuerySet(models.QuerySet["Tenant"]):
-    def visible_to(self, user: object) -> TenantQuerySet:
+    def visible_to(self, user: Any) -> TenantQuerySet:
         """Tenants the user belongs to; every tenant for platform admins."""
         if not getattr(user, "is_authenticated", False):
             return self.none()
@@ -89,7 +90,9 @@ class TenantQuota(models.Model):
     """Limits a platform admin sets for a tenant; rollouts and the gateway enforce them."""
 
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="quota")
-    max_gpus = models.PositiveIntegerField(default=8, validators=[MaxValueValidator(QUOTA_MAX_GPUS)])
+    max_gpus = models.PositiveIntegerField(
+        default=8, validators=[MaxValueValidator(QUOTA_MAX_GPUS)]
+    )
     max_deployments = models.PositiveIntegerField(
         default=5, validators=[MaxValueValidator(QUOTA_MAX_DEPLOYMENTS)]
     )
@@ -164,7 +167,7 @@ class ApiToken(TenantOwnedModel):
         default=False, help_text="Set once the expiry has been written to the audit log."
     )
 
-    objects = ApiTokenQuerySet.as_manager()
+    objects = ApiTokenQuerySet.as_manager()  # type: ignore[misc]  # a narrower scoped manager
 
     class Meta:
         ordering = ("-created_at",)

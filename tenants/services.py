@@ -1,7 +1,8 @@
 """Domain operations on tenants, memberships, quotas and API tokens.
 
 Views, API viewsets, the admin console and Celery tasks all call these functions; each one
-validates its input completely before writing, writes in one transaction, and records an audit event.
+validates its input completely before writing, writes in one transaction, and records an
+audit event.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def create_tenant(
     try:
         tenant.save()
     except IntegrityError:  # a concurrent create won the unique slug or namespace
-        raise Conflict("a tenant with this slug or namespace already exists", field="slug") from None
+        raise Conflict(
+            "a tenant with this slug or namespace already exists", field="slug"
+        ) from None
     tenant_quota.tenant = tenant
     tenant_quota.save()
     audit.record(
@@ -83,7 +86,9 @@ def rename_tenant(actor: Actor, tenant: Tenant, *, name: str) -> Tenant:
     tenant.name = name
     _validate(tenant)
     tenant.save(update_fields=["name"])
-    audit.record(actor, "tenant.update", tenant, tenant=tenant, changes=audit.diff(before, {"name": name}))
+    audit.record(
+        actor, "tenant.update", tenant, tenant=tenant, changes=audit.diff(before, {"name": name})
+    )
     return tenant
 
 
@@ -95,7 +100,9 @@ def _parse_role(role: str, field: str = "role") -> Role:
         return Role(role)
     except ValueError:
         allowed = ", ".join(choice.value for choice in Role)
-        raise DomainError(f"unknown role '{role}' (choose one of: {allowed})", field=field) from None
+        raise DomainError(
+            f"unknown role '{role}' (choose one of: {allowed})", field=field
+        ) from None
 
 
 @transaction.atomic
@@ -108,7 +115,11 @@ def add_member(actor: Actor, tenant: Tenant, *, username: str, role: str) -> Mem
         raise Conflict(f"'{username}' is already a member of {tenant}", field="username")
     membership = Membership.objects.create(tenant=tenant, user=user, role=parsed_role)
     audit.record(
-        actor, "membership.create", membership, tenant=tenant, changes={"user": username, "role": role}
+        actor,
+        "membership.create",
+        membership,
+        tenant=tenant,
+        changes={"user": username, "role": role},
     )
     return membership
 
@@ -245,7 +256,11 @@ def issue_api_token(
         "api_token.create",
         token,
         tenant=tenant,
-        changes={"name": token.name, "role": token.role, "expires_at": token.expires_at.isoformat()},
+        changes={
+            "name": token.name,
+            "role": token.role,
+            "expires_at": token.expires_at.isoformat(),
+        },
     )
     return IssuedToken(token=token, plaintext=f"{API_TOKEN_SCHEME}_{prefix}_{secret}")
 

@@ -40,7 +40,9 @@ def quota_usage(tenant: Tenant) -> list[UsageRow]:
         UsageRow("GPUs", totals["gpus"] or 0, quota.max_gpus),
         UsageRow("Deployments", deployments.count(), quota.max_deployments),
         UsageRow(
-            "Largest deployment (replicas)", totals["widest"] or 0, quota.max_replicas_per_deployment
+            "Largest deployment (replicas)",
+            totals["widest"] or 0,
+            quota.max_replicas_per_deployment,
         ),
         UsageRow("GPU-hours this month", 0, float(quota.monthly_gpu_hour_budget), "h"),
         UsageRow("Requests per minute", 0, quota.requests_per_minute),

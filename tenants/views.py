@@ -48,7 +48,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("tenant-list")
 
 
-class TenantListView(LoginRequiredMixin, ListView):  # type: ignore[type-arg]
+class TenantListView(LoginRequiredMixin, ListView):
     """Every tenant the user belongs to (all of them for platform admins)."""
 
     template_name = "tenants/tenant_list.html"
@@ -60,9 +60,8 @@ class TenantListView(LoginRequiredMixin, ListView):  # type: ignore[type-arg]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        roles = dict(
-            Membership.objects.filter(user=self.request.user).values_list("tenant_id", "role")
-        )
+        user: Any = self.request.user
+        roles = dict(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
         for tenant in context["tenants"]:
             tenant.my_role = roles.get(tenant.pk)
         return context
@@ -80,7 +79,7 @@ class TenantDashboardView(TenantViewMixin, TemplateView):
         return context
 
 
-class MemberListView(TenantViewMixin, ListView):  # type: ignore[type-arg]
+class MemberListView(TenantViewMixin, ListView):
     """Members and roles; owners add, re-role and remove members here."""
 
     model = Membership
@@ -141,7 +140,7 @@ class MemberChangeView(MemberListView):
         return self.render_members(status=422 if error else 200, member_error=error)
 
 
-class TokenListView(TenantViewMixin, ListView):  # type: ignore[type-arg]
+class TokenListView(TenantViewMixin, ListView):
     """API tokens; the secret of a new token is shown once, in the creation response."""
 
     model = ApiToken
@@ -194,7 +193,7 @@ class TokenRevokeView(TokenListView):
         return HttpResponseRedirect(reverse("tenant-tokens", args=[self.tenant.slug]))
 
 
-class AuditLogView(TenantViewMixin, ListView):  # type: ignore[type-arg]
+class AuditLogView(TenantViewMixin, ListView):
     model = AuditEvent
     template_name = "tenants/audit.html"
     context_object_name = "events"

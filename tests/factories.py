@@ -20,7 +20,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
 
     @factory.post_generation
-    def password(self, create: bool, extracted: Any, **kwargs: Any) -> None:
-        self.set_password(extracted or PASSWORD)
+    def password(user: Any, create: bool, extracted: Any, **kwargs: Any) -> None:
+        user.set_password(extracted or PASSWORD)
         if create:
-            self.save()
+            user.save()

@@ -6,29 +6,63 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RegisteredModel',
+            name="RegisteredModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('repo_id', models.CharField(help_text='Hub repository id, e.g. org/name.', max_length=200)),
-                ('revision', models.CharField(default='main', help_text='Requested revision.', max_length=200)),
-                ('commit_sha', models.CharField(blank=True, help_text='Pinned commit.', max_length=40)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('registered_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='%(app_label)s_%(class)s_set', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "repo_id",
+                    models.CharField(help_text="Hub repository id, e.g. org/name.", max_length=200),
+                ),
+                (
+                    "revision",
+                    models.CharField(
+                        default="main", help_text="Requested revision.", max_length=200
+                    ),
+                ),
+                (
+                    "commit_sha",
+                    models.CharField(blank=True, help_text="Pinned commit.", max_length=40),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "registered_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="%(app_label)s_%(class)s_set",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('repo_id',),
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'repo_id'), name='one_registration_per_repo')],
+                "ordering": ("repo_id",),
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "repo_id"), name="one_registration_per_repo"
+                    )
+                ],
             },
         ),
     ]

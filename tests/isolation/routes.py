@@ -13,14 +13,21 @@ from typing import Any
 Kwargs = Callable[[Any], dict[str, Any]]
 
 # Expected statuses per persona, for the usual shapes of access.
-UI_READ = {"owner_a": 200, "maintainer_a": 200, "viewer_a": 200, "owner_b": 404, "admin": 200, "anonymous": 302}
+UI_READ = {
+    "owner_a": 200,
+    "maintainer_a": 200,
+    "viewer_a": 200,
+    "owner_b": 404,
+    "admin": 200,
+    "anonymous": 302,
+}
 API_READ = {**UI_READ, "anonymous": 401}
 
 
 def writes(success: int, *, least: str, api: bool) -> dict[str, int]:
     """Statuses for a write that needs at least the role `least` in tenant A."""
     order = ["viewer_a", "maintainer_a", "owner_a"]
-    allowed = order[order.index(least):] if least in order else []
+    allowed = order[order.index(least) :] if least in order else []
     statuses = {persona: (success if persona in allowed else 403) for persona in order}
     statuses.update(owner_b=404, admin=success, anonymous=401 if api else 302)
     return statuses
@@ -28,7 +35,11 @@ def writes(success: int, *, least: str, api: bool) -> dict[str, int]:
 
 def platform_write(success: int) -> dict[str, int]:
     return {
-        "owner_a": 403, "maintainer_a": 403, "viewer_a": 403, "owner_b": 404, "admin": success,
+        "owner_a": 403,
+        "maintainer_a": 403,
+        "viewer_a": 403,
+        "owner_b": 404,
+        "admin": success,
         "anonymous": 401,
     }
 
@@ -58,73 +69,200 @@ class Route:
 
 ROUTES: list[Route] = [
     # --- public and account pages ---
-    Route("healthz", "get", dict.fromkeys(("owner_a", "maintainer_a", "viewer_a", "owner_b", "admin", "anonymous"), 200)),
-    Route("login", "get", {"owner_a": 302, "maintainer_a": 302, "viewer_a": 302, "owner_b": 302, "admin": 302, "anonymous": 200}),
+    Route(
+        "healthz",
+        "get",
+        dict.fromkeys(
+            ("owner_a", "maintainer_a", "viewer_a", "owner_b", "admin", "anonymous"), 200
+        ),
+    ),
+    Route(
+        "login",
+        "get",
+        {
+            "owner_a": 302,
+            "maintainer_a": 302,
+            "viewer_a": 302,
+            "owner_b": 302,
+            "admin": 302,
+            "anonymous": 200,
+        },
+    ),
     # A wrong password re-renders the form (200); a logged-in user is sent on (302).
-    Route("login", "post", {"owner_a": 302, "maintainer_a": 302, "viewer_a": 302, "owner_b": 302, "admin": 302, "anonymous": 200},
-          data={"username": "owner_a", "password": "wrong"}),
-    Route("logout", "post", dict.fromkeys(("owner_a", "maintainer_a", "viewer_a", "owner_b", "admin", "anonymous"), 302)),
-    Route("home", "get", dict.fromkeys(("owner_a", "maintainer_a", "viewer_a", "owner_b", "admin", "anonymous"), 302)),
+    Route(
+        "login",
+        "post",
+        {
+            "owner_a": 302,
+            "maintainer_a": 302,
+            "viewer_a": 302,
+            "owner_b": 302,
+            "admin": 302,
+            "anonymous": 200,
+        },
+        data={"username": "owner_a", "password": "wrong"},
+    ),
+    Route(
+        "logout",
+        "post",
+        dict.fromkeys(
+            ("owner_a", "maintainer_a", "viewer_a", "owner_b", "admin", "anonymous"), 302
+        ),
+    ),
+    Route(
+        "home",
+        "get",
+        dict.fromkeys(
+            ("owner_a", "maintainer_a", "viewer_a", "owner_b", "admin", "anonymous"), 302
+        ),
+    ),
     Route("tenant-list", "get", {**UI_READ, "owner_b": 200}),
     # --- tenant pages ---
     Route("tenant-dashboard", "get", UI_READ, tenant_a),
     Route("tenant-members", "get", UI_READ, tenant_a),
-    Route("tenant-members", "post", writes(302, least="owner_a", api=False), tenant_a,
-          {"username": "owner_b", "role": "viewer"}),
-    Route("tenant-member-change", "post", writes(302, least="owner_a", api=False),
-          in_a("viewer_membership_a"), {"role": "maintainer"}),
-    Route("tenant-member-change", "post",
-          {**writes(404, least="owner_a", api=False), "owner_a": 404, "admin": 404},
-          lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["owner_membership_b"].pk},
-          {"role": "viewer"}, note="other tenant's member"),
+    Route(
+        "tenant-members",
+        "post",
+        writes(302, least="owner_a", api=False),
+        tenant_a,
+        {"username": "owner_b", "role": "viewer"},
+    ),
+    Route(
+        "tenant-member-change",
+        "post",
+        writes(302, least="owner_a", api=False),
+        in_a("viewer_membership_a"),
+        {"role": "maintainer"},
+    ),
+    Route(
+        "tenant-member-change",
+        "post",
+        {**writes(404, least="owner_a", api=False), "owner_a": 404, "admin": 404},
+        lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["owner_membership_b"].pk},
+        {"role": "viewer"},
+        note="other tenant's member",
+    ),
     Route("tenant-tokens", "get", UI_READ, tenant_a),
     # Tokens are personal credentials of members: a platform admin outside the tenant gets 403.
-    Route("tenant-tokens", "post", {**writes(201, least="maintainer_a", api=False), "admin": 403}, tenant_a,
-          {"name": "deploy-bot", "role": "viewer", "expires_in_days": 30}),
+    Route(
+        "tenant-tokens",
+        "post",
+        {**writes(201, least="maintainer_a", api=False), "admin": 403},
+        tenant_a,
+        {"name": "deploy-bot", "role": "viewer", "expires_in_days": 30},
+    ),
     # A maintainer only sees their own tokens, so the owner's token is not found for them.
-    Route("tenant-token-revoke", "post",
-          {**writes(302, least="maintainer_a", api=False), "maintainer_a": 404},
-          in_a("token_a")),
-    Route("tenant-token-revoke", "post",
-          {**writes(404, least="maintainer_a", api=False), "viewer_a": 403},
-          lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["token_b"].pk},
-          note="other tenant's token"),
+    Route(
+        "tenant-token-revoke",
+        "post",
+        {**writes(302, least="maintainer_a", api=False), "maintainer_a": 404},
+        in_a("token_a"),
+    ),
+    Route(
+        "tenant-token-revoke",
+        "post",
+        {**writes(404, least="maintainer_a", api=False), "viewer_a": 403},
+        lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["token_b"].pk},
+        note="other tenant's token",
+    ),
     Route("tenant-audit", "get", UI_READ, tenant_a),
     Route("model-list", "get", UI_READ, tenant_a),
     Route("deployment-list", "get", UI_READ, tenant_a),
     # --- REST API ---
     Route("api-me", "get", {**API_READ, "owner_b": 200}),
     Route("api-tenant-list", "get", {**API_READ, "owner_b": 200}),
-    Route("api-tenant-list", "post",
-          {**platform_write(201), "owner_b": 403},
-          data={"name": "Gamma", "slug": "gamma", "namespace": "tenant-gamma"}, json=True),
+    Route(
+        "api-tenant-list",
+        "post",
+        {**platform_write(201), "owner_b": 403},
+        data={"name": "Gamma", "slug": "gamma", "namespace": "tenant-gamma"},
+        json=True,
+    ),
     Route("api-tenant-detail", "get", API_READ, tenant_a),
-    Route("api-tenant-detail", "patch", platform_write(200), tenant_a, {"name": "Alpha Team"}, json=True),
+    Route(
+        "api-tenant-detail",
+        "patch",
+        platform_write(200),
+        tenant_a,
+        {"name": "Alpha Team"},
+        json=True,
+    ),
     Route("api-membership-list", "get", API_READ, tenant_a),
-    Route("api-membership-list", "post", writes(201, least="owner_a", api=True), tenant_a,
-          {"username": "owner_b", "role": "viewer"}, json=True),
+    Route(
+        "api-membership-list",
+        "post",
+        writes(201, least="owner_a", api=True),
+        tenant_a,
+        {"username": "owner_b", "role": "viewer"},
+        json=True,
+    ),
     Route("api-membership-detail", "get", API_READ, in_a("viewer_membership_a")),
-    Route("api-membership-detail", "patch", writes(200, least="owner_a", api=True),
-          in_a("viewer_membership_a"), {"role": "maintainer"}, json=True),
-    Route("api-membership-detail", "delete", writes(204, least="owner_a", api=True),
-          in_a("viewer_membership_a")),
-    Route("api-membership-detail", "get", {**API_READ, "owner_a": 404, "maintainer_a": 404, "viewer_a": 404, "admin": 404},
-          lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["owner_membership_b"].pk},
-          note="other tenant's member"),
+    Route(
+        "api-membership-detail",
+        "patch",
+        writes(200, least="owner_a", api=True),
+        in_a("viewer_membership_a"),
+        {"role": "maintainer"},
+        json=True,
+    ),
+    Route(
+        "api-membership-detail",
+        "delete",
+        writes(204, least="owner_a", api=True),
+        in_a("viewer_membership_a"),
+    ),
+    Route(
+        "api-membership-detail",
+        "get",
+        {**API_READ, "owner_a": 404, "maintainer_a": 404, "viewer_a": 404, "admin": 404},
+        lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["owner_membership_b"].pk},
+        note="other tenant's member",
+    ),
     Route("api-token-list", "get", API_READ, tenant_a),
-    Route("api-token-list", "post", {**writes(201, least="maintainer_a", api=True), "admin": 403}, tenant_a,
-          {"name": "ci", "role": "viewer"}, json=True),
-    Route("api-token-detail", "get", {**API_READ, "maintainer_a": 404, "viewer_a": 404}, in_a("token_a")),
-    Route("api-token-detail", "delete", {**writes(204, least="maintainer_a", api=True), "maintainer_a": 404},
-          in_a("token_a")),
-    Route("api-token-detail", "get", {**API_READ, "owner_a": 404, "maintainer_a": 404, "viewer_a": 404, "admin": 404},
-          lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["token_b"].pk},
-          note="other tenant's token"),
+    Route(
+        "api-token-list",
+        "post",
+        {**writes(201, least="maintainer_a", api=True), "admin": 403},
+        tenant_a,
+        {"name": "ci", "role": "viewer"},
+        json=True,
+    ),
+    Route(
+        "api-token-detail",
+        "get",
+        {**API_READ, "maintainer_a": 404, "viewer_a": 404},
+        in_a("token_a"),
+    ),
+    Route(
+        "api-token-detail",
+        "delete",
+        {**writes(204, least="maintainer_a", api=True), "maintainer_a": 404},
+        in_a("token_a"),
+    ),
+    Route(
+        "api-token-detail",
+        "get",
+        {**API_READ, "owner_a": 404, "maintainer_a": 404, "viewer_a": 404, "admin": 404},
+        lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["token_b"].pk},
+        note="other tenant's token",
+    ),
     Route("api-quota", "get", API_READ, tenant_a),
     Route("api-quota", "patch", platform_write(200), tenant_a, {"max_gpus": 3}, json=True),
-    Route("api-quota", "put", platform_write(200), tenant_a,
-          {"max_gpus": 4, "max_deployments": 2, "max_replicas_per_deployment": 2,
-           "allowed_tiers": ["l4"], "monthly_gpu_hour_budget": "100.0",
-           "requests_per_minute": 60, "tokens_per_minute": 10000}, json=True),
+    Route(
+        "api-quota",
+        "put",
+        platform_write(200),
+        tenant_a,
+        {
+            "max_gpus": 4,
+            "max_deployments": 2,
+            "max_replicas_per_deployment": 2,
+            "allowed_tiers": ["l4"],
+            "monthly_gpu_hour_budget": "100.0",
+            "requests_per_minute": 60,
+            "tokens_per_minute": 10000,
+        },
+        json=True,
+    ),
     Route("api-audit-list", "get", API_READ, tenant_a),
 ]

@@ -1,4 +1,4 @@
-"""Every route × every persona gets exactly the declared status: no leaks across tenants."""
+"""Every route and every persona gets exactly the declared status: no leaks across tenants."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ CASES = [(route, persona) for route in ROUTES for persona in PERSONAS]
 @pytest.mark.parametrize(
     ("route", "persona"), CASES, ids=[f"{route.id} as {persona}" for route, persona in CASES]
 )
-def test_route_answers_persona_with_declared_status(world: World, route: Route, persona: str) -> None:
+def test_route_answers_persona_with_declared_status(
+    world: World, route: Route, persona: str
+) -> None:
     client = world.client_for(persona)
     url = reverse(route.url_name, kwargs=route.kwargs(world))
     send = getattr(client, route.method)
