@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import Env, database_from_url
@@ -170,11 +171,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "tenants.tasks.sweep_expired_api_tokens",
         "schedule": 300.0,
     },
+    "recheck-gated-model-access": {
+        "task": "models_registry.tasks.recheck_gated_access",
+        "schedule": crontab(hour=3, minute=17),  # nightly, off the hour to spread Hub load
+    },
 }
 
 # External systems: the local stack's loopback endpoints by default.
 KUBECONFIG = env.string("KUBECONFIG", str(BASE_DIR / "var" / "cluster" / "kubeconfig"))
 HF_ENDPOINT = env.url("HF_ENDPOINT", "http://127.0.0.1:58080", schemes=("http", "https"))
+HF_HUB_TIMEOUT_SECONDS = env.number("HF_HUB_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+HF_METADATA_CACHE = env.string("HF_METADATA_CACHE", str(BASE_DIR / "var" / "hf-metadata-cache"))
 PROMETHEUS_URL = env.url("PROMETHEUS_URL", "http://127.0.0.1:59090", schemes=("http", "https"))
 
 API_TOKEN_DEFAULT_DAYS = env.integer("API_TOKEN_DEFAULT_DAYS", 90, minimum=1, maximum=3650)

@@ -10,6 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from devstack.hub import fixtures as hub
+
+MISTRAL_MAIN = hub.repo(hub.MISTRAL_7B_ID).branches["main"]
+
 Kwargs = Callable[[Any], dict[str, Any]]
 
 # Expected statuses per persona, for the usual shapes of access.
@@ -46,6 +50,14 @@ def platform_write(success: int) -> dict[str, int]:
 
 def tenant_a(world: Any) -> dict[str, Any]:
     return {"tenant_slug": world.tenant_a.slug}
+
+
+def action_on(key: str, action: str) -> Kwargs:
+    return lambda world: {
+        "tenant_slug": world.tenant_a.slug,
+        "pk": world.objects[key].pk,
+        "action": action,
+    }
 
 
 def in_a(key: str) -> Kwargs:
@@ -167,6 +179,59 @@ ROUTES: list[Route] = [
     ),
     Route("tenant-audit", "get", UI_READ, tenant_a),
     Route("model-list", "get", UI_READ, tenant_a),
+    Route(
+        "model-list",
+        "post",
+        writes(302, least="maintainer_a", api=False),
+        tenant_a,
+        {"repo_id": hub.LLAMA_8B_AWQ_ID, "revision": "main"},
+    ),
+    Route("model-lookup", "get", UI_READ, tenant_a, {"repo_id": hub.MISTRAL_7B_ID}),
+    Route("model-detail", "get", UI_READ, in_a("model_a")),
+    Route(
+        "model-detail",
+        "get",
+        {**UI_READ, "owner_a": 404, "maintainer_a": 404, "viewer_a": 404, "admin": 404},
+        lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["model_b"].pk},
+        note="other tenant's model",
+    ),
+    Route("model-fit", "get", UI_READ, in_a("model_a"), {"max_total_tokens": 8192}),
+    Route("model-action", "get", UI_READ, action_on("model_a", "update")),
+    Route(
+        "model-action",
+        "post",
+        writes(302, least="maintainer_a", api=False),
+        action_on("model_a", "update"),
+        {"revision": "main", "expected_sha": MISTRAL_MAIN},
+    ),
+    Route(
+        "model-action",
+        "post",
+        writes(302, least="owner_a", api=False),
+        action_on("model_a", "acknowledge-license"),
+        note="acknowledge",
+    ),
+    # The model has no custom code: the platform admin passes the role check and gets 422.
+    Route(
+        "model-action",
+        "post",
+        {**platform_write(422), "anonymous": 302},
+        action_on("model_a", "approve-remote-code"),
+        note="approve",
+    ),
+    # A deployment uses the model, so even permitted personas get 409.
+    Route(
+        "model-action",
+        "post",
+        writes(409, least="maintainer_a", api=False),
+        action_on("model_a", "delete"),
+        note="delete",
+    ),
+    Route("hub-token", "get", UI_READ, tenant_a),
+    # A malformed token is refused (422) before any Hub or cluster call.
+    Route(
+        "hub-token", "post", writes(422, least="owner_a", api=False), tenant_a, {"token": "nope"}
+    ),
     Route("deployment-list", "get", UI_READ, tenant_a),
     # --- REST API ---
     Route("api-me", "get", {**API_READ, "owner_b": 200}),
@@ -265,4 +330,47 @@ ROUTES: list[Route] = [
         json=True,
     ),
     Route("api-audit-list", "get", API_READ, tenant_a),
+    Route("api-model-list", "get", API_READ, tenant_a),
+    Route(
+        "api-model-list",
+        "post",
+        writes(201, least="maintainer_a", api=True),
+        tenant_a,
+        {"repo_id": hub.LLAMA_8B_AWQ_ID},
+        json=True,
+    ),
+    Route("api-model-detail", "get", API_READ, in_a("model_a")),
+    Route(
+        "api-model-detail", "delete", writes(409, least="maintainer_a", api=True), in_a("model_a")
+    ),
+    Route(
+        "api-model-detail",
+        "get",
+        {**API_READ, "owner_a": 404, "maintainer_a": 404, "viewer_a": 404, "admin": 404},
+        lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["model_b"].pk},
+        note="other tenant's model",
+    ),
+    Route("api-model-update", "get", API_READ, in_a("model_a")),
+    Route(
+        "api-model-update",
+        "post",
+        writes(200, least="maintainer_a", api=True),
+        in_a("model_a"),
+        {"revision": "main", "expected_sha": MISTRAL_MAIN},
+        json=True,
+    ),
+    Route("api-model-fit", "get", API_READ, in_a("model_a"), {"quantize": "awq"}),
+    Route("api-model-ack-license", "post", writes(200, least="owner_a", api=True), in_a("model_a")),
+    Route("api-model-approve-code", "post", platform_write(400), in_a("model_a")),
+    Route("api-hub-lookup", "get", API_READ, tenant_a, {"repo_id": hub.MINILM_ID}),
+    Route("api-hub-token", "get", API_READ, tenant_a),
+    Route(
+        "api-hub-token",
+        "put",
+        writes(400, least="owner_a", api=True),
+        tenant_a,
+        {"token": "not-a-token"},
+        json=True,
+    ),
+    Route("api-hub-token", "delete", writes(204, least="owner_a", api=True), tenant_a),
 ]

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from deployments.services import ensure_default_tiers
 from tenants import services
 from tenants.audit import Actor
 from tenants.choices import Channel
@@ -46,6 +47,7 @@ class Command(BaseCommand):
             admin.set_password(DEMO_PASSWORD)
             admin.save()
         actor = Actor(user=admin, channel=Channel.CLI)
+        ensure_default_tiers()
         for spec in TENANTS:
             tenant = Tenant.objects.filter(slug=spec["slug"]).first()
             if tenant is None:

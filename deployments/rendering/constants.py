@@ -1,0 +1,118 @@
+"""Names, label keys and defaults shared by the manifest renderers.
+
+Label keys under ``inference.portal/`` belong to the portal; the ``app.kubernetes.io/`` ones follow
+the Kubernetes recommended labels.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MANAGED_BY: Final = "inference-portal"
+PART_OF: Final = "inference-portal"
+
+# Recommended labels (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/)
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_VERSION: Final = "app.kubernetes.io/version"
+
+# Portal labels
+LABEL_TENANT: Final = "inference.portal/tenant"
+LABEL_DEPLOYMENT: Final = "inference.portal/deployment"
+LABEL_COLOUR: Final = "inference.portal/colour"
+LABEL_REVISION: Final = "inference.portal/revision"
+LABEL_MODEL: Final = "inference.portal/model"
+LABEL_MODEL_SHA: Final = "inference.portal/model-sha"
+LABEL_TIER: Final = "inference.portal/tier"
+LABEL_BACKEND: Final = "inference.backend"
+
+# Annotations (values may be longer than a label allows)
+ANNOTATION_MODEL_ID: Final = "inference.portal/model-id"
+ANNOTATION_MODEL_SHA: Final = "inference.portal/model-sha"
+
+COMPONENT_INFERENCE_SERVER: Final = "inference-server"
+COMPONENT_WEIGHTS: Final = "model-weights"
+COMPONENT_WEIGHTS_DOWNLOAD: Final = "weights-download"
+COMPONENT_DEPLOYMENT_ROOT: Final = "deployment-root"
+WEIGHTS_APP_NAME: Final = "model-weights"
+
+# The gateway's pods carry this name; the NetworkPolicy admits only them and Prometheus.
+GATEWAY_APP_NAME: Final = "inference-portal-gateway"
+DEFAULT_MONITORING_NAMESPACE: Final = "monitoring"
+# Set by the API server on every namespace since Kubernetes 1.22 (NamespaceDefaultLabelName).
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+
+# Tenant namespace objects
+RESOURCE_QUOTA_NAME: Final = "portal-quota"
+LIMIT_RANGE_NAME: Final = "portal-defaults"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+# ResourceQuota accepts extended resources only with the "requests." prefix (no limits.* form).
+GPU_QUOTA_KEY: Final = f"requests.{GPU_RESOURCE}"
+# The taint GPU node pools carry (NVIDIA GPU operator / cloud GPU pools convention).
+GPU_TOLERATION: Final = {
+    "key": GPU_RESOURCE,
+    "operator": "Equal",
+    "value": "present",
+    "effect": "NoSchedule",
+}
+POD_SECURITY_ENFORCE_LABEL: Final = "pod-security.kubernetes.io/enforce"
+POD_SECURITY_LEVEL: Final = "baseline"  # TGI runs as root; "restricted" would refuse it
+
+# Names
+NAME_PREFIX: Final = "tgi-"
+PREVIEW_SUFFIX: Final = "-preview"
+DNS1123_LABEL_MAX: Final = 63
+LABEL_VALUE_MAX: Final = 63
+
+# The secret key holding a tenant's Hugging Face token.
+HF_TOKEN_SECRET_KEY: Final = "token"  # noqa: S105 - a key name, not a secret
+
+# Weights cache volume
+WEIGHTS_VOLUME: Final = "weights"
+WEIGHTS_MOUNT_PATH: Final = "/data"
+WEIGHTS_HEADROOM_NUMERATOR: Final = 6  # request = size x 1.2, rounded up to whole GiB
+WEIGHTS_HEADROOM_DENOMINATOR: Final = 5
+GIB: Final = 1024**3
+SHM_VOLUME: Final = "dshm"
+SHM_MOUNT_PATH: Final = "/dev/shm"  # noqa: S108 - the pod's own shared memory, not a temp file
+SHM_SIZE: Final = "1Gi"  # like `docker run --shm-size 1g`; NCCL needs it for num_shard > 1
+
+# Weights download Job (runs the portal's own image)
+DOWNLOAD_MODULE: Final = "models_registry.download_weights"
+PORTAL_WORKDIR: Final = "/app"
+PORTAL_UID: Final = 10001  # `useradd --uid 10001 portal` in the Dockerfile
+DOWNLOAD_HF_HOME: Final = "/tmp/huggingface"  # noqa: S108 - per-pod scratch, not shared
+DOWNLOAD_BACKOFF_LIMIT: Final = 3
+DOWNLOAD_TTL_SECONDS: Final = 24 * 3600
+DOWNLOAD_ACTIVE_DEADLINE_SECONDS: Final = 6 * 3600
+DOWNLOAD_RESOURCES: Final = {
+    "requests": {"cpu": "500m", "memory": "1Gi"},
+    "limits": {"cpu": "2", "memory": "4Gi"},
+}
+
+# Inference server pod
+PROGRESS_DEADLINE_SECONDS: Final = 600
+STARTUP_TIMEOUT_SECONDS: Final = 30 * 60
+STARTUP_PERIOD_SECONDS: Final = 10
+READINESS_PERIOD_SECONDS: Final = 5
+READINESS_FAILURE_THRESHOLD: Final = 3
+LIVENESS_PERIOD_SECONDS: Final = 10
+LIVENESS_FAILURE_THRESHOLD: Final = 6
+# TGI's /health may run a one-token generation when no request succeeded lately; 1 s is tight.
+PROBE_TIMEOUT_SECONDS: Final = 5
+REVISION_HISTORY_LIMIT: Final = 2
+
+# HorizontalPodAutoscaler
+HPA_SCALE_DOWN_WINDOW_SECONDS: Final = 600
+HPA_SCALE_DOWN_PODS_PER_PERIOD: Final = 1
+HPA_SCALE_DOWN_PERIOD_SECONDS: Final = 300
+HPA_SCALE_UP_PODS_PER_PERIOD: Final = 2
+HPA_SCALE_UP_PERIOD_SECONDS: Final = 60
+
+# Prometheus scrape hints (honoured by the common `kubernetes-pods` scrape job)
+PROMETHEUS_SCRAPE: Final = "prometheus.io/scrape"
+PROMETHEUS_PORT: Final = "prometheus.io/port"
+PROMETHEUS_PATH: Final = "prometheus.io/path"

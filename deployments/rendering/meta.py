@@ -1,0 +1,186 @@
+"""Object names, label sets, label values and ownerReferences shared by every renderer."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from deployments.rendering import constants as c
+from deployments.rendering.errors import SpecError
+from deployments.rendering.specs import Colour, ModelRevisionSpec, ServingSpec, TenantSpec
+
+_LABEL_VALUE_FORBIDDEN = re.compile(r"[^A-Za-z0-9_.-]")
+_LABEL_VALUE_EDGE = "-_."
+_HASH_LENGTH = 8
+
+
+def _digest(value: str, length: int = _HASH_LENGTH) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:length]
+
+
+def sanitize_label_value(value: str) -> str:
+    """`value` as a valid label value: '/' becomes '.', other forbidden characters '-', the
+    edges are trimmed to alphanumerics, and anything over 63 characters keeps a prefix plus a
+    hash of the original so that distinct long values stay distinct.
+
+    >>> sanitize_label_value("meta-llama/Llama-3.1-8B-Instruct")
+    'meta-llama.Llama-3.1-8B-Instruct'
+    """
+    cleaned = _LABEL_VALUE_FORBIDDEN.sub("-", value.replace("/", ".")).strip(_LABEL_VALUE_EDGE)
+    if len(cleaned) <= c.LABEL_VALUE_MAX:
+        return cleaned
+    head = cleaned[: c.LABEL_VALUE_MAX - _HASH_LENGTH - 1].rstrip(_LABEL_VALUE_EDGE)
+    return f"{head}-{_digest(value)}"
+
+
+def bounded_name(base: str, suffix: str = "", max_length: int = c.DNS1123_LABEL_MAX) -> str:
+    """`base + suffix`, or a shortened base plus a hash when that exceeds `max_length` (Service
+    names must be DNS-1035 labels of at most 63 characters)."""
+    name = f"{base}{suffix}"
+    if len(name) <= max_length:
+        return name
+    keep = max_length - len(suffix) - _HASH_LENGTH - 1
+    if keep < 1:
+        raise SpecError("name", f"suffix {suffix!r} leaves no room for a name")
+    return f"{base[:keep].rstrip('-')}-{_digest(base)}{suffix}"
+
+
+def resource_name(spec: ServingSpec, suffix: str = "") -> str:
+    """Name of a per-deployment object: ``tgi-<deployment>[suffix]``, at most 63 characters."""
+    return bounded_name(f"{c.NAME_PREFIX}{spec.deployment_name}", suffix)
+
+
+def root_name(spec: ServingSpec) -> str:
+    return resource_name(spec)
+
+
+def colour_name(spec: ServingSpec, colour: Colour) -> str:
+    """The Deployment (and HPA) of one colour: ``tgi-<deployment>-<colour>``."""
+    return resource_name(spec, f"-{colour}")
+
+
+def image_version(image: str) -> str:
+    """The tag of an image reference as a label value ('3.3.6' for '...inference:3.3.6'); the
+    first 12 digest characters for digest-only references; 'latest' when neither is given."""
+    reference, _, digest = image.partition("@")
+    last_segment = reference.rsplit("/", 1)[-1]
+    if ":" in last_segment:
+        return sanitize_label_value(last_segment.rsplit(":", 1)[1])
+    if digest:
+        return sanitize_label_value(digest.rsplit(":", 1)[-1][:12])
+    return "latest"
+
+
+# --- label sets ----------------------------------------------------------------------------
+
+
+def tenant_labels(tenant: TenantSpec) -> dict[str, str]:
+    """Labels of the tenant namespace and its quota objects."""
+    return {
+        c.LABEL_MANAGED_BY: c.MANAGED_BY,
+        c.LABEL_PART_OF: c.PART_OF,
+        c.LABEL_TENANT: tenant.slug,
+    }
+
+
+def model_labels(tenant: TenantSpec, model: ModelRevisionSpec) -> dict[str, str]:
+    """Labels identifying a model revision (its weights PVC and download Job)."""
+    return {
+        **tenant_labels(tenant),
+        c.LABEL_MODEL: sanitize_label_value(model.repo_id),
+        c.LABEL_MODEL_SHA: model.commit_sha,
+    }
+
+
+def model_annotations(model: ModelRevisionSpec) -> dict[str, str]:
+    """The exact model id and sha (label values may be shortened; annotations never are)."""
+    return {c.ANNOTATION_MODEL_ID: model.repo_id, c.ANNOTATION_MODEL_SHA: model.commit_sha}
+
+
+def selector_labels(spec: ServingSpec, colour: Colour | None = None) -> dict[str, str]:
+    """The labels selecting a deployment's serving pods (one colour, or both when None).
+
+    Deliberately without the revision: a colour's Deployment keeps its selector (immutable in
+    apps/v1) when its idle side is re-applied with a new revision.
+    """
+    labels = {
+        c.LABEL_NAME: spec.engine.app_name,
+        c.LABEL_DEPLOYMENT: spec.deployment_name,
+    }
+    if colour is not None:
+        labels[c.LABEL_COLOUR] = colour
+    return labels
+
+
+def deployment_labels(spec: ServingSpec) -> dict[str, str]:
+    """Labels stable over a portal deployment's life: on the root, Services, NetworkPolicy.
+
+    Objects shared by both colours carry no revision/model/version labels, which would
+    describe the newest spec rather than what the object currently routes to.
+    """
+    return {
+        c.LABEL_NAME: spec.engine.app_name,
+        c.LABEL_INSTANCE: spec.deployment_name,
+        c.LABEL_COMPONENT: c.COMPONENT_INFERENCE_SERVER,
+        c.LABEL_PART_OF: c.PART_OF,
+        c.LABEL_MANAGED_BY: c.MANAGED_BY,
+        c.LABEL_TENANT: spec.tenant.slug,
+        c.LABEL_DEPLOYMENT: spec.deployment_name,
+        c.LABEL_BACKEND: spec.engine.name,
+    }
+
+
+def colour_labels(spec: ServingSpec, colour: Colour) -> dict[str, str]:
+    """Labels of one colour's Deployment, its pods and its HPA: one revision of the model."""
+    return {
+        **deployment_labels(spec),
+        c.LABEL_VERSION: image_version(spec.tier.image),
+        c.LABEL_COLOUR: colour,
+        c.LABEL_REVISION: str(spec.revision_number),
+        c.LABEL_MODEL: sanitize_label_value(spec.model.repo_id),
+        c.LABEL_TIER: spec.tier.name,
+    }
+
+
+# --- metadata ------------------------------------------------------------------------------
+
+
+def owner_references(spec: ServingSpec) -> list[dict[str, Any]]:
+    """ownerReferences to the deployment root (garbage collection deletes dependents once the
+    root is gone; not a controller reference, and deleting the root does not wait for them)."""
+    owner = spec.owner
+    if owner is None:
+        raise SpecError(
+            "owner",
+            "apply render_deployment_root() first and pass its uid as ServingSpec.owner",
+        )
+    return [
+        {
+            "apiVersion": owner.api_version,
+            "kind": owner.kind,
+            "name": owner.name,
+            "uid": owner.uid,
+            "controller": False,
+            "blockOwnerDeletion": False,
+        }
+    ]
+
+
+def metadata(
+    name: str,
+    namespace: str | None,
+    labels: dict[str, str],
+    *,
+    annotations: dict[str, str] | None = None,
+    owned_by: ServingSpec | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = dict(labels)
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    if owned_by is not None:
+        meta["ownerReferences"] = owner_references(owned_by)
+    return meta

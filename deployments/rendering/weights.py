@@ -1,0 +1,161 @@
+"""The weights cache of one model revision: a PVC and the Job that fills it.
+
+Both belong to the MODEL REVISION, not to a portal deployment: several deployments of a tenant
+may serve the same repo@sha from one PVC, so these carry the model labels and no
+ownerReferences (deleting a deployment's root must not delete weights another one mounts).
+The portal deletes them when no deployment revision of the tenant references the sha any more.
+
+Layout contract with ``models_registry.download_weights``: TGI runs with
+``--huggingface-hub-cache /data`` and ``HF_HUB_OFFLINE=1``, so the downloader must write the
+Hugging Face cache layout rooted at ``--dest`` (``models--<org>--<name>/snapshots/<sha>/...``,
+i.e. ``snapshot_download(cache_dir=dest)``), safetensors included, since the serving pods
+mount the volume read-only and cannot convert or fetch anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deployments.rendering import constants as c
+from deployments.rendering.engines import hf_token_env
+from deployments.rendering.meta import bounded_name, metadata, model_annotations, model_labels
+from deployments.rendering.specs import ServingSpec
+
+ReadWriteOnce = "ReadWriteOnce"
+
+
+def weights_request_gib(size_bytes: int) -> int:
+    """PVC size in GiB: the weights plus 20 % headroom, rounded up, at least 1."""
+    numerator = size_bytes * c.WEIGHTS_HEADROOM_NUMERATOR
+    denominator = c.WEIGHTS_HEADROOM_DENOMINATOR * c.GIB
+    return max(1, -(-numerator // denominator))
+
+
+def download_job_name(spec: ServingSpec) -> str:
+    """``<pvc>-download``, shortened with a hash when over 63 characters (a Job's name is
+    copied into its pods' ``job-name`` label, so it must fit a label value)."""
+    return bounded_name(spec.model.weights_pvc_name, "-download")
+
+
+def render_weights_pvc(
+    spec: ServingSpec,
+    *,
+    storage_class_name: str | None = None,
+    access_mode: str = ReadWriteOnce,
+) -> dict[str, Any]:
+    """The PVC caching one model revision's weights.
+
+    ReadWriteOnce works on one node (and the local cluster). In production use a
+    ReadWriteMany class (a shared filesystem such as Filestore/EFS/CephFS) so the download Job
+    and every replica of both colours, on different GPU nodes, can mount the same volume;
+    pass ``access_mode="ReadWriteMany"`` and its ``storage_class_name``.
+    """
+    pvc_spec: dict[str, Any] = {
+        "accessModes": [access_mode],
+        "resources": {
+            "requests": {"storage": f"{weights_request_gib(spec.model.weights_size_bytes)}Gi"}
+        },
+        "volumeMode": "Filesystem",
+    }
+    if storage_class_name is not None:
+        pvc_spec["storageClassName"] = storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(
+            spec.model.weights_pvc_name,
+            spec.namespace,
+            {**model_labels(spec.tenant, spec.model), c.LABEL_COMPONENT: c.COMPONENT_WEIGHTS},
+            annotations=model_annotations(spec.model),
+        ),
+        "spec": pvc_spec,
+    }
+
+
+def render_weights_download_job(
+    spec: ServingSpec,
+    portal_image: str,
+    *,
+    hf_endpoint: str | None = None,
+    ttl_seconds_after_finished: int = c.DOWNLOAD_TTL_SECONDS,
+    active_deadline_seconds: int = c.DOWNLOAD_ACTIVE_DEADLINE_SECONDS,
+) -> dict[str, Any]:
+    """A Job downloading repo@sha into the weights PVC with the portal's own image.
+
+    Runs on any node (no GPU request, no GPU toleration): the CPU pool does the download and
+    GPUs are only claimed once the weights are there. Re-running it is harmless: the
+    downloader skips files already in the cache.
+    """
+    labels = {
+        **model_labels(spec.tenant, spec.model),
+        c.LABEL_COMPONENT: c.COMPONENT_WEIGHTS_DOWNLOAD,
+    }
+    env: list[dict[str, Any]] = [*hf_token_env(spec.hf_token_secret_name)]
+    if hf_endpoint is not None:
+        env.append({"name": "HF_ENDPOINT", "value": hf_endpoint})
+    env += [
+        # huggingface_hub's own HTTP downloads (resumable); hf_transfer is not in the image.
+        {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "0"},
+        # The image's system user has no home directory; keep the library's state in /tmp.
+        {"name": "HF_HOME", "value": c.DOWNLOAD_HF_HOME},
+    ]
+    container = {
+        "name": "download",
+        "image": portal_image,
+        "imagePullPolicy": "IfNotPresent",
+        "workingDir": c.PORTAL_WORKDIR,
+        "command": ["python", "-m", c.DOWNLOAD_MODULE],
+        "args": [
+            "--repo-id",
+            spec.model.repo_id,
+            "--revision",
+            spec.model.commit_sha,
+            "--dest",
+            c.WEIGHTS_MOUNT_PATH,
+        ],
+        "env": env,
+        "resources": {
+            "requests": dict(c.DOWNLOAD_RESOURCES["requests"]),
+            "limits": dict(c.DOWNLOAD_RESOURCES["limits"]),
+        },
+        "volumeMounts": [{"name": c.WEIGHTS_VOLUME, "mountPath": c.WEIGHTS_MOUNT_PATH}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(
+            download_job_name(spec),
+            spec.namespace,
+            labels,
+            annotations=model_annotations(spec.model),
+        ),
+        "spec": {
+            "backoffLimit": c.DOWNLOAD_BACKOFF_LIMIT,
+            "activeDeadlineSeconds": active_deadline_seconds,
+            "ttlSecondsAfterFinished": ttl_seconds_after_finished,
+            "template": {
+                "metadata": {"labels": dict(labels), "annotations": model_annotations(spec.model)},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "automountServiceAccountToken": False,
+                    # The portal image runs as an unprivileged user: make the fresh volume
+                    # writable for its group.
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": c.PORTAL_UID,
+                        "runAsGroup": c.PORTAL_UID,
+                        "fsGroup": c.PORTAL_UID,
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                    },
+                    "enableServiceLinks": False,
+                    "containers": [container],
+                    "volumes": [
+                        {
+                            "name": c.WEIGHTS_VOLUME,
+                            "persistentVolumeClaim": {"claimName": spec.model.weights_pvc_name},
+                        }
+                    ],
+                },
+            },
+        },
+    }

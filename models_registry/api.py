@@ -1,0 +1,161 @@
+"""REST API of the model registry; viewsets validate, check roles and call services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from models_registry import fit, services
+from models_registry.metadata import ModelFacts
+from models_registry.models import HubCredential, RegisteredModel
+from models_registry.serializers import (
+    FitQuerySerializer,
+    HubCredentialSerializer,
+    HubTokenInputSerializer,
+    LookupQuerySerializer,
+    RegisteredModelSerializer,
+    RegisterSerializer,
+    UpdateSerializer,
+    fit_result,
+)
+from portal.api import TenantScopedViewSet
+from tenants.api import api_actor
+from tenants.choices import Role
+from tenants.roles import PLATFORM_ADMIN
+
+
+def facts_summary(facts: ModelFacts) -> dict[str, Any]:
+    return {
+        "repo_id": facts.repo_id,
+        "commit_sha": facts.commit_sha,
+        "pipeline_tag": facts.pipeline_tag,
+        "architectures": facts.architectures,
+        "model_type": facts.model_type,
+        "license": facts.license,
+        "license_family": facts.license_family,
+        "gated": facts.gated,
+        "parameters_by_dtype": facts.parameters_by_dtype,
+        "total_parameters": facts.total_parameters,
+        "context_length": facts.context_length,
+        "quantization_method": facts.quantization_method,
+        "requires_custom_code": facts.requires_custom_code,
+        "custom_code_reason": facts.custom_code_reason,
+    }
+
+
+class RegisteredModelViewSet(TenantScopedViewSet):
+    """Models of the tenant: maintainers register, update and delete; owners acknowledge
+    licences; platform admins approve remote code."""
+
+    queryset = RegisteredModel.objects.select_related(
+        "current_revision", "license_acknowledged_by", "remote_code_approved_by"
+    )
+    serializer_class = RegisteredModelSerializer
+    action_roles = {"acknowledge_license": Role.OWNER, "approve_remote_code": PLATFORM_ADMIN}
+
+    def get_queryset(self) -> QuerySet[RegisteredModel]:
+        return super().get_queryset()
+
+    def list(self, request: Request, tenant_slug: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(RegisteredModelSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        return Response(RegisteredModelSerializer(self.get_object()).data)
+
+    def create(self, request: Request, tenant_slug: str) -> Response:
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        model = services.register_model(
+            api_actor(request), self.tenant, **serializer.validated_data
+        )
+        return Response(RegisteredModelSerializer(model).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        services.delete_model(api_actor(request), self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def update_preview(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        model = self.get_object()
+        preview = services.preview_update(model, request.query_params.get("revision"))
+        return Response(
+            {
+                "is_newer": preview.is_newer,
+                "changes": preview.changes,
+                "target": facts_summary(preview.facts),
+            }
+        )
+
+    def apply_update(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        model = self.get_object()
+        serializer = UpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.apply_update(
+            api_actor(request),
+            model,
+            revision=serializer.validated_data.get("revision"),
+            expected_sha=serializer.validated_data["expected_sha"],
+        )
+        model.refresh_from_db()
+        return Response(RegisteredModelSerializer(model).data)
+
+    def fit(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        model = self.get_object()
+        query = FitQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows, best = services.fit_check(
+            model.current_revision, fit.ServingChoice(**query.validated_data)
+        )
+        return Response(fit_result(rows, best))
+
+    def acknowledge_license(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        model = services.acknowledge_license(api_actor(request), self.get_object())
+        return Response(RegisteredModelSerializer(model).data)
+
+    def approve_remote_code(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        model = services.approve_remote_code(api_actor(request), self.get_object())
+        return Response(RegisteredModelSerializer(model).data)
+
+
+class HubLookupViewSet(TenantScopedViewSet):
+    """Preview what registering a repository would record, without saving anything."""
+
+    def list(self, request: Request, tenant_slug: str) -> Response:
+        query = LookupQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        result = services.lookup(self.tenant, **query.validated_data)
+        return Response(
+            {
+                "registrable": result.facts is not None,
+                "refusal": result.refusal or None,
+                "warnings": result.warnings,
+                "model": facts_summary(result.facts) if result.facts else None,
+            }
+        )
+
+
+class HubTokenViewSet(TenantScopedViewSet):
+    """The tenant's Hugging Face token: members see its status, owners set, rotate, remove it."""
+
+    queryset = HubCredential.objects.select_related("set_by")
+    write_role = Role.OWNER
+
+    def retrieve(self, request: Request, tenant_slug: str) -> Response:
+        credential = self.get_queryset().first()
+        return Response({"token": HubCredentialSerializer(credential).data if credential else None})
+
+    def update(self, request: Request, tenant_slug: str) -> Response:
+        serializer = HubTokenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        credential = services.set_hub_token(
+            api_actor(request), self.tenant, serializer.validated_data["token"]
+        )
+        return Response({"token": HubCredentialSerializer(credential).data})
+
+    def destroy(self, request: Request, tenant_slug: str) -> Response:
+        services.remove_hub_token(api_actor(request), self.tenant)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,110 @@
+"""Facts about TGI and the Hub that the registry's decisions rest on."""
+
+# Serving only makes sense for text generation; anything else is refused at registration.
+ACCEPTED_PIPELINE_TAGS = frozenset({"text-generation"})
+
+# Licence ids (Hub `license` card field) whose terms a tenant owner must acknowledge before a
+# deployment: the family name is shown to the owner.
+RESTRICTED_LICENSE_FAMILIES: dict[str, str] = {
+    "llama2": "Meta Llama 2 Community License",
+    "llama3": "Meta Llama 3 Community License",
+    "llama3.1": "Meta Llama 3.1 Community License",
+    "llama3.2": "Meta Llama 3.2 Community License",
+    "llama3.3": "Meta Llama 3.3 Community License",
+    "llama4": "Meta Llama 4 Community License",
+    "gemma": "Gemma Terms of Use",
+    "deepseek": "DeepSeek License",
+    "tongyi-qianwen": "Tongyi Qianwen License",
+    "cc-by-nc-4.0": "Creative Commons Non-Commercial",
+    "cc-by-nc-sa-4.0": "Creative Commons Non-Commercial Share-Alike",
+}
+
+# config.json `model_type`s TGI 3.x serves with its own modelling code (no trust_remote_code).
+TGI_NATIVE_MODEL_TYPES = frozenset(
+    {
+        "llama",
+        "llama4",
+        "mistral",
+        "mixtral",
+        "gemma",
+        "gemma2",
+        "gemma3",
+        "gemma3_text",
+        "qwen2",
+        "qwen2_moe",
+        "qwen3",
+        "qwen3_moe",
+        "qwen2_vl",
+        "qwen2_5_vl",
+        "phi",
+        "phi3",
+        "phimoe",
+        "gpt2",
+        "gptj",
+        "gpt_neox",
+        "gpt_bigcode",
+        "starcoder2",
+        "falcon",
+        "bloom",
+        "mpt",
+        "opt",
+        "t5",
+        "cohere",
+        "dbrx",
+        "deepseek_v2",
+        "deepseek_v3",
+        "granite",
+        "baichuan",
+        "mamba",
+        "idefics",
+        "idefics2",
+        "idefics3",
+        "llava_next",
+        "mllama",
+        "paligemma",
+        "chameleon",
+        "santacoder",
+    }
+)
+
+# Bytes per element of safetensors dtypes.
+DTYPE_BYTES: dict[str, float] = {
+    "F64": 8,
+    "F32": 4,
+    "BF16": 2,
+    "F16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
+
+# Quantization TGI applies while loading a 16-bit checkpoint, with the weight size it leaves
+# relative to 16 bits.
+ON_THE_FLY_QUANTIZATION: dict[str, float] = {
+    "bitsandbytes": 0.5,
+    "bitsandbytes-nf4": 0.25,
+    "bitsandbytes-fp4": 0.25,
+    "eetq": 0.5,
+    "fp8": 0.5,
+}
+
+# Quantization that needs a checkpoint quantized that way, by the checkpoint's quant_method.
+PRE_QUANTIZED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "awq": ("awq",),
+    "gptq": ("gptq", "marlin"),
+    "marlin": ("marlin",),
+    "exl2": ("exl2",),
+    "compressed-tensors": ("compressed-tensors",),
+}
+# Methods that force float16 in TGI.
+FLOAT16_ONLY = frozenset({"awq", "gptq", "marlin", "exl2"})
+
+# TGI keeps 10 % of free memory back (TGI_WIGGLE_ROOM = 0.90) when sizing the KV cache.
+TGI_MEMORY_FRACTION_FOR_KV = 0.90
+# CUDA context, NCCL buffers and activation scratch per GPU, beyond weights and KV cache.
+RUNTIME_OVERHEAD_BYTES = 1_500_000_000

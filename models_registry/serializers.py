@@ -1,0 +1,172 @@
+"""REST representations of registered models, revisions, fit results and Hub credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from models_registry import services
+from models_registry.constants import ON_THE_FLY_QUANTIZATION, PRE_QUANTIZED_OPTIONS
+from models_registry.models import HubCredential, ModelRevision, RegisteredModel
+
+QUANTIZE_CHOICES = sorted(
+    {*ON_THE_FLY_QUANTIZATION, *(q for options in PRE_QUANTIZED_OPTIONS.values() for q in options)}
+)
+
+
+class RevisionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelRevision
+        fields = (
+            "commit_sha",
+            "requested_revision",
+            "pipeline_tag",
+            "library_name",
+            "architectures",
+            "model_type",
+            "license",
+            "license_family",
+            "gated",
+            "private",
+            "parameters_by_dtype",
+            "total_parameters",
+            "weights_bytes",
+            "context_length",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "hidden_size",
+            "torch_dtype",
+            "quantization_method",
+            "quantization_bits",
+            "requires_custom_code",
+            "custom_code_reason",
+            "created_at",
+        )
+        read_only_fields = fields
+
+
+class RegisteredModelSerializer(serializers.ModelSerializer):
+    current = RevisionSerializer(source="current_revision", read_only=True)
+    blockers = serializers.SerializerMethodField()
+    license_acknowledged_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    remote_code_approved_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+
+    class Meta:
+        model = RegisteredModel
+        fields = (
+            "id",
+            "repo_id",
+            "requested_revision",
+            "current",
+            "access_status",
+            "access_checked_at",
+            "license_acknowledged_by",
+            "license_acknowledged_at",
+            "remote_code_approved_by",
+            "remote_code_approved_at",
+            "blockers",
+            "created_at",
+        )
+        read_only_fields = fields
+
+    def get_blockers(self, model: RegisteredModel) -> list[str]:
+        return services.deployment_blockers(model)
+
+
+class RegisterSerializer(serializers.Serializer):
+    repo_id = serializers.CharField(max_length=200)
+    revision = serializers.CharField(max_length=200, required=False, default="main")
+
+
+class UpdateSerializer(serializers.Serializer):
+    revision = serializers.CharField(max_length=200, required=False)
+    expected_sha = serializers.RegexField(
+        r"^[0-9a-f]{40}$", help_text="commit shown by the preview"
+    )
+
+
+class LookupQuerySerializer(serializers.Serializer):
+    repo_id = serializers.CharField(max_length=200)
+    revision = serializers.CharField(max_length=200, required=False, default="main")
+
+
+class FitQuerySerializer(serializers.Serializer):
+    quantize = serializers.ChoiceField(choices=QUANTIZE_CHOICES, required=False, allow_blank=True)
+    dtype = serializers.ChoiceField(
+        choices=["float16", "bfloat16"], required=False, allow_blank=True
+    )
+    kv_cache_dtype = serializers.ChoiceField(
+        choices=["fp8_e4m3fn", "fp8_e5m2"], required=False, allow_blank=True
+    )
+    max_total_tokens = serializers.IntegerField(min_value=2, max_value=1_048_576, default=4096)
+    concurrent_sequences = serializers.IntegerField(min_value=1, max_value=4096, default=8)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: (value or None) if key in ("quantize", "dtype", "kv_cache_dtype") else value
+            for key, value in attrs.items()
+        }
+
+
+class HubCredentialSerializer(serializers.ModelSerializer):
+    set_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+
+    class Meta:
+        model = HubCredential
+        fields = (
+            "fingerprint",
+            "hub_username",
+            "token_name",
+            "token_role",
+            "status",
+            "validated_at",
+            "set_by",
+            "set_at",
+            "secret_name",
+        )
+        read_only_fields = fields
+
+
+class HubTokenInputSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200, trim_whitespace=True, write_only=True)
+
+
+def fit_result(rows: list[Any], best: Any) -> dict[str, Any]:
+    def row_data(row: Any) -> dict[str, Any]:
+        estimate = row.estimate
+        return {
+            "tier": row.tier.slug,
+            "tier_name": row.tier.name,
+            "gpu_memory_gb": float(row.tier.gpu_memory_gb),
+            "gpus_per_replica": row.tier.gpus_per_replica,
+            "fits": row.fits,
+            "reason": row.reason,
+            "max_concurrent_sequences": row.max_concurrent_sequences,
+            "headroom_gb": round(row.headroom_bytes / 1e9, 2),
+            "weights_gb": round(estimate.weights_bytes_total / 1e9, 2) if estimate else None,
+            "weights_per_gpu_gb": round(estimate.weights_bytes_per_gpu / 1e9, 2)
+            if estimate
+            else None,
+            "kv_cache_per_token_kib": estimate.kv_bytes_per_token_total / 1024
+            if estimate
+            else None,
+            "kv_cache_per_gpu_gb": round(estimate.kv_bytes_per_gpu / 1e9, 2) if estimate else None,
+            "required_per_gpu_gb": round(estimate.required_bytes_per_gpu / 1e9, 2)
+            if estimate
+            else None,
+            "explanation": estimate.explanation if estimate else [],
+        }
+
+    return {
+        "tiers": [row_data(row) for row in rows],
+        "recommended_tier": best.tier.slug if best else None,
+    }

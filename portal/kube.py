@@ -1,0 +1,142 @@
+"""Kubernetes access for every app: one client, one field manager, server-side apply.
+
+The kubeconfig comes from settings.KUBECONFIG (the local cluster by default); inside a cluster
+without that file, the pod's service account is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from portal.errors import DomainError
+
+FIELD_MANAGER = "inference-portal"
+MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "inference-portal"}
+_dynamic_lock = threading.Lock()
+
+
+class ClusterUnavailable(DomainError):
+    status_code = 503
+    code = "cluster_unavailable"
+
+
+@cache
+def api_client() -> client.ApiClient:
+    if os.path.exists(settings.KUBECONFIG):
+        return config.new_client_from_config(config_file=settings.KUBECONFIG)
+    config.load_incluster_config()
+    return client.ApiClient()
+
+
+@cache
+def _dynamic() -> DynamicClient:
+    with _dynamic_lock:
+        return DynamicClient(api_client())
+
+
+def core() -> client.CoreV1Api:
+    return client.CoreV1Api(api_client())
+
+
+def _unavailable(error: Exception) -> ClusterUnavailable:
+    if isinstance(error, ApiException):
+        return ClusterUnavailable(f"the Kubernetes API answered {error.status}: {error.reason}")
+    return ClusterUnavailable("cannot reach the Kubernetes API server; try again later")
+
+
+def apply(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply under the portal's field manager; returns the object as stored."""
+    try:
+        resource = _dynamic().resources.get(
+            api_version=manifest["apiVersion"], kind=manifest["kind"]
+        )
+        applied = resource.server_side_apply(
+            body=manifest, field_manager=FIELD_MANAGER, force_conflicts=True
+        )
+    except (ApiException, Urllib3HTTPError) as error:
+        raise _unavailable(error) from None
+    return dict(applied.to_dict())
+
+
+def get(
+    api_version: str, kind: str, name: str, namespace: str | None = None
+) -> dict[str, Any] | None:
+    try:
+        resource = _dynamic().resources.get(api_version=api_version, kind=kind)
+        return dict(resource.get(name=name, namespace=namespace).to_dict())
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise _unavailable(error) from None
+    except Urllib3HTTPError as error:
+        raise _unavailable(error) from None
+
+
+def delete(api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+    """Delete with background propagation (owned objects go too); False if it was not there."""
+    try:
+        resource = _dynamic().resources.get(api_version=api_version, kind=kind)
+        resource.delete(
+            name=name,
+            namespace=namespace,
+            body={"propagationPolicy": "Background"},
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise _unavailable(error) from None
+    except Urllib3HTTPError as error:
+        raise _unavailable(error) from None
+    return True
+
+
+def namespace_manifest(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {**MANAGED_BY_LABELS, **labels}},
+    }
+
+
+def secret_manifest(
+    namespace: str,
+    name: str,
+    data: dict[str, str],
+    labels: dict[str, str],
+    annotations: dict[str, str],
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {**MANAGED_BY_LABELS, **labels},
+            "annotations": annotations,
+        },
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    }
+
+
+def read_secret_value(namespace: str, name: str, key: str) -> str | None:
+    try:
+        secret = core().read_namespaced_secret(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise _unavailable(error) from None
+    except Urllib3HTTPError as error:
+        raise _unavailable(error) from None
+    encoded = (secret.data or {}).get(key)
+    return base64.b64decode(encoded).decode() if encoded else None
