@@ -113,11 +113,13 @@ def extract_facts(info: Any, config: dict[str, Any], requested_revision: str) ->
         ({"name": s.rfilename, "size": s.size, "blob_id": s.blob_id} for s in siblings),
         key=lambda f: f["name"],
     )
-    weights_bytes = sum(
-        f["size"] or 0 for f in files if str(f["name"]).endswith((".safetensors", ".bin"))
-    )
+    # The checkpoint as stored: parameter counts × element size (what the Hub's safetensors
+    # metadata says); weight file sizes only when the repository publishes no counts.
+    weights_bytes = int(sum(n * DTYPE_BYTES.get(d, 2) for d, n in parameters.items()))
     if not weights_bytes:
-        weights_bytes = int(sum(n * DTYPE_BYTES.get(d, 2) for d, n in parameters.items()))
+        weights_bytes = sum(
+            f["size"] or 0 for f in files if str(f["name"]).endswith((".safetensors", ".bin"))
+        )
     quantization = config.get("quantization_config") or {}
     attention_heads = text.get("num_attention_heads")
     hidden = text.get("hidden_size")

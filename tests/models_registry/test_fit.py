@@ -174,3 +174,11 @@ def test_long_contexts_run_out_of_kv_cache_with_the_reason() -> None:
     )
     assert not row.fits
     assert "KV cache needs" in row.reason and "at most 0 sequences" in row.reason
+
+
+def test_gb_filter_uses_decimal_gigabytes() -> None:
+    from portal.templatetags.portal_format import gb
+
+    assert gb(16_060_522_496) == "16.06 GB"
+    assert gb(137_438_953_472, 1) == "137.4 GB"
+    assert gb(None) == ""

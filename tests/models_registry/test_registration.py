@@ -41,6 +41,7 @@ def test_branch_is_resolved_and_the_commit_pinned(world: World) -> None:
     assert body["requested_revision"] == "main"
     assert current["quantization_method"] == "awq" and current["quantization_bits"] == 4
     assert current["parameters_by_dtype"] == {"I32": 879_230_976, "F16": 1_105_465_344}
+    assert current["weights_bytes"] == 879_230_976 * 4 + 1_105_465_344 * 2
     assert current["license"] == "llama3.1"
     assert body["blockers"] == [
         "a tenant owner must acknowledge the Meta Llama 3.1 Community License"
