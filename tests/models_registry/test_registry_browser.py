@@ -78,6 +78,7 @@ def test_update_preview_then_move(demo: str, page: Any, screenshot: Any) -> None
     assert "Licence changes from cc-by-nc-4.0 to apache-2.0" in preview
     screenshot("registry-update-preview")
     page.click("#update-preview button.primary")
+    main = hub.repo(hub.MISTRAL_7B_ID).branches["main"]
     page.wait_for_function(
-        f"document.querySelector('[data-testid=pinned-sha]').innerText === '{hub.repo(hub.MISTRAL_7B_ID).branches['main']}'"
+        f"document.querySelector('[data-testid=pinned-sha]').innerText === '{main}'"
     )
