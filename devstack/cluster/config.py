@@ -1,0 +1,107 @@
+"""Pinned versions, loopback ports and filesystem layout of the local control plane.
+
+Everything that other modules (and colleagues) might need to agree on lives here, so there is a
+single place to bump a version or move a port. Ports mirror docs/PORTS.md.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# One pinned Kubernetes release (kwok v0.8.0 supports 1.34-1.36; 1.35.8 is the newest 1.35 patch
+# on the module proxy), the etcd that kubeadm pairs with it, and kwok itself.
+KUBERNETES_VERSION = "v1.35.8"
+ETCD_VERSION = "v3.6.6"
+KWOK_VERSION = "v0.8.0"
+# Debian's prometheus 2.42 lacks kubernetes_sd_configs, so Prometheus is built too. Its Go module
+# version v0.316.0 is release 3.16.0.
+PROMETHEUS_MODULE_VERSION = "v0.316.0"
+PROMETHEUS_VERSION = "v3.16.0"
+
+HOST = "127.0.0.1"
+ETCD_CLIENT_PORT = 52379
+ETCD_PEER_PORT = 52380
+APISERVER_PORT = 56443
+CONTROLLER_MANAGER_PORT = 50257
+SCHEDULER_PORT = 50259
+KWOK_PORT = 50247
+PROMETHEUS_PORT = 59090
+PORTAL_WEB_PORT = 8000
+GATEWAY_PORT = 8080
+
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+POD_NETWORK = "10.244.0.0/16"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GOBUILD_DIR = Path(__file__).resolve().parent / "gobuild"
+NODEPOOLS_FILE = Path(__file__).resolve().parent / "nodepools.yaml"
+
+
+def cache_dir() -> Path:
+    """Root of the per-user build cache (never inside the repository)."""
+    configured = os.environ.get("PORTAL_CACHE_DIR")
+    base = Path(configured) if configured else Path.home() / ".cache" / "inference-portal"
+    return base.expanduser()
+
+
+def bin_dir(component: str, version: str) -> Path:
+    """Directory holding the binaries of one component version, e.g. bin/etcd-v3.6.6/."""
+    return cache_dir() / "bin" / f"{component}-{version}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Runtime paths under var/cluster/ (var/ is the gitignored runtime folder)."""
+
+    root: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd"
+
+    @property
+    def kwok(self) -> Path:
+        return self.root / "kwok"
+
+    @property
+    def prometheus(self) -> Path:
+        return self.root / "prometheus"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (client cert in group system:masters)."""
+        return self.root / "kubeconfig"
+
+    def component_kubeconfig(self, name: str) -> Path:
+        return self.root / f"{name}.kubeconfig"
+
+    def log_file(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+    def pid_file(self, component: str) -> Path:
+        return self.run / f"{component}.pid"
+
+    def ensure(self) -> None:
+        for path in (self.root, self.pki, self.logs, self.run, self.kwok, self.prometheus):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def default_layout() -> Layout:
+    """var/cluster/ in the checkout; PORTAL_CLUSTER_DIR overrides it (e.g. for isolated runs)."""
+    configured = os.environ.get("PORTAL_CLUSTER_DIR")
+    return Layout(Path(configured) if configured else REPO_ROOT / "var" / "cluster")
