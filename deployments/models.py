@@ -1,10 +1,12 @@
-"""GPU tiers and TGI deployments (the rollouts capability adds revisions and the state machine)."""
+"""GPU tiers, TGI deployments, their immutable revisions, and blue/green rollouts."""
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from deployments.choices import ACTIVE_STATES, Colour, PromotionMode, RolloutState
 from portal.tenancy import TenantOwnedModel
 from tenants.validators import validate_dns1123_label
 
@@ -54,15 +56,27 @@ class Tier(models.Model):
 
 
 class Deployment(TenantOwnedModel):
-    """A named TGI service of one tenant, serving one registered model on one tier."""
+    """A named TGI service of one tenant on one tier; what it serves is its active revision."""
 
-    name = models.CharField(max_length=63, validators=[validate_dns1123_label])
+    # Short enough that tgi-<name>-preview stays a readable 63-character object name.
+    name = models.CharField(max_length=51, validators=[validate_dns1123_label])
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="deployments")
     model = models.ForeignKey(
         "models_registry.RegisteredModel", on_delete=models.PROTECT, related_name="deployments"
     )
-    replicas = models.PositiveIntegerField(default=1)
+    active_revision = models.ForeignKey(
+        "DeploymentRevision", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    active_colour = models.CharField(max_length=5, choices=Colour.choices, blank=True)
+    # Replicas currently running, per colour, for quota accounting and cost.
+    replicas = models.PositiveIntegerField(default=0)
     gpus_per_replica = models.PositiveIntegerField(default=1)
+    root_uid = models.CharField(max_length=64, blank=True, help_text="uid of the owner object")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    deleting = models.BooleanField(default=False)
 
     class Meta:
         ordering = ("name",)
@@ -74,3 +88,128 @@ class Deployment(TenantOwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class DeploymentRevision(models.Model):
+    """One immutable serving spec of a deployment; deploying it is a rollout."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    model_revision = models.ForeignKey(
+        "models_registry.ModelRevision", on_delete=models.PROTECT, related_name="+"
+    )
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="+")
+    quantize = models.CharField(max_length=32, blank=True)
+    dtype = models.CharField(max_length=16, blank=True)
+    kv_cache_dtype = models.CharField(max_length=16, blank=True)
+    max_input_tokens = models.PositiveIntegerField()
+    max_total_tokens = models.PositiveIntegerField()
+    max_batch_prefill_tokens = models.PositiveIntegerField()
+    max_concurrent_requests = models.PositiveIntegerField(default=128)
+    replicas = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    min_replicas = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    max_replicas = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    autoscaling = models.BooleanField(default=False)
+    queue_size_target = models.PositiveIntegerField(default=4)
+    pod_annotations = models.JSONField(
+        default=dict, blank=True, help_text="Extra annotations on the TGI pods (e.g. a mesh's)."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-number",)
+        constraints = [
+            models.UniqueConstraint(fields=("deployment", "number"), name="revision_numbers_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.name} r{self.number}"
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.tier.gpus_per_replica
+
+
+class Rollout(models.Model):
+    """Deploying one revision blue/green; its state lives here, the reconciler converges it."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="rollouts")
+    revision = models.ForeignKey(DeploymentRevision, on_delete=models.PROTECT, related_name="+")
+    previous_revision = models.ForeignKey(
+        DeploymentRevision, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    colour = models.CharField(max_length=5, choices=Colour.choices, help_text="the new side")
+    previous_colour = models.CharField(max_length=5, choices=Colour.choices, blank=True)
+    state = models.CharField(
+        max_length=24, choices=RolloutState.choices, default=RolloutState.PENDING
+    )
+    traffic_switched = models.BooleanField(default=False)
+    promotion_mode = models.CharField(
+        max_length=16, choices=PromotionMode.choices, default=PromotionMode.AUTOMATIC
+    )
+    promote_after_seconds = models.PositiveIntegerField(default=0)
+    promotion_requested = models.BooleanField(default=False)
+    abort_requested = models.BooleanField(default=False)
+    rollback_requested = models.BooleanField(default=False)
+    scale_down_delay_seconds = models.PositiveIntegerField(default=30)
+    progress_deadline_seconds = models.PositiveIntegerField(default=600)
+    state_entered_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    remedy = models.CharField(max_length=500, blank=True)
+    ready_replicas = models.PositiveIntegerField(default=0)
+    old_ready_replicas = models.PositiveIntegerField(default=0)
+    weights_progress = models.CharField(max_length=300, blank=True)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A worker claims a rollout before running a step; an expired claim means the worker died.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True)
+    last_step_at = models.DateTimeField(null=True, blank=True)
+    steps_run = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("-started_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("deployment",),
+                condition=models.Q(state__in=sorted(s.value for s in ACTIVE_STATES)),
+                name="one_active_rollout_per_deployment",
+            ),
+            models.UniqueConstraint(
+                fields=("deployment", "idempotency_key"),
+                condition=~models.Q(idempotency_key=""),
+                name="rollout_idempotency_key_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"rollout of {self.deployment.name} r{self.revision.number} ({self.state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+class RolloutEvent(models.Model):
+    """One step of a rollout: who, what, when, which Kubernetes objects."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    actor_name = models.CharField(max_length=150)
+    state = models.CharField(max_length=24, choices=RolloutState.choices)
+    message = models.CharField(max_length=500)
+    level = models.CharField(max_length=8, default="info")
+    k8s_objects = models.JSONField(default=list, blank=True, help_text="kind/name touched")
+
+    class Meta:
+        ordering = ("at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.state}: {self.message}"

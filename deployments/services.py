@@ -1,13 +1,34 @@
-"""Domain operations of deployments (tiers now; rollouts arrive with the rollouts capability)."""
+"""Domain operations of deployments: tiers, deployments, revisions and their rollouts.
+
+Views, API viewsets and Celery tasks all call these; the rollout steps live in rollout.py."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
 
-from deployments.models import Tier
+from deployments import rollout as engine
+from deployments.admission import Admission, ServingRequest, admit
+from deployments.choices import ACTIVE_STATES, PromotionMode, RolloutState
+from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
+from deployments.rendering import download_job_name, other_colour
+from deployments.rendering.meta import root_name
+from deployments.specs import serving_spec, weights_pvc_name
+from portal import kube
+from portal.errors import Conflict, DomainError
+from tenants import audit
+from tenants.audit import Actor
+from tenants.models import Tenant
+from tenants.validators import validate_dns1123_label
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
@@ -81,3 +102,347 @@ def ensure_default_tiers() -> list[Tier]:
         tier, _ = Tier.objects.get_or_create(slug=spec["slug"], defaults=defaults)
         tiers.append(tier)
     return tiers
+
+
+# --- deployments and rollouts --------------------------------------------------------------
+
+
+PROTECTED_ANNOTATION_PREFIXES = ("inference.portal/", "prometheus.io/", "kubernetes.io/")
+_ANNOTATION_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+
+
+@dataclass
+class Promotion:
+    mode: str = PromotionMode.AUTOMATIC
+    after_seconds: int = 0
+    scale_down_delay_seconds: int | None = None
+    progress_deadline_seconds: int | None = None
+
+
+def _validate_name(name: str) -> None:
+    try:
+        validate_dns1123_label(name)
+    except ValidationError as error:
+        raise DomainError(error.messages[0], field="name") from None
+    if len(name) > 51:
+        raise DomainError("must be at most 51 characters (the Services add -preview)", field="name")
+
+
+def validate_pod_annotations(annotations: dict[str, str]) -> dict[str, str]:
+    if not isinstance(annotations, dict):
+        raise DomainError("must be an object of annotation: value", field="pod_annotations")
+    for key, value in annotations.items():
+        if not isinstance(key, str) or not _ANNOTATION_KEY.match(key) or len(key) > 253:
+            raise DomainError(f"'{key}' is not a valid annotation key", field="pod_annotations")
+        if key.startswith(PROTECTED_ANNOTATION_PREFIXES):
+            raise DomainError(f"'{key}' is set by the portal", field="pod_annotations")
+        if not isinstance(value, str):
+            raise DomainError(f"the value of '{key}' must be a string", field="pod_annotations")
+    return annotations
+
+
+def _validate_promotion(promotion: Promotion) -> None:
+    if promotion.mode not in PromotionMode.values:
+        allowed = ", ".join(PromotionMode.values)
+        raise DomainError(
+            f"unknown promotion mode '{promotion.mode}' ({allowed})", field="promotion"
+        )
+    if not 0 <= promotion.after_seconds <= 86_400:
+        raise DomainError("must be between 0 and 86400 seconds", field="promote_after_seconds")
+
+
+def _new_revision(
+    actor: Actor,
+    deployment: Deployment,
+    request: ServingRequest,
+    admission: Admission,
+    pod_annotations: dict[str, str],
+) -> DeploymentRevision:
+    number = (deployment.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
+    assert request.model.current_revision is not None
+    return DeploymentRevision.objects.create(
+        deployment=deployment,
+        number=number,
+        model_revision=request.model.current_revision,
+        tier=request.tier,
+        created_by=actor.user_or_none,
+        pod_annotations=pod_annotations,
+        **admission.values,
+    )
+
+
+def _start(
+    actor: Actor,
+    deployment: Deployment,
+    revision: DeploymentRevision,
+    promotion: Promotion,
+    idempotency_key: str = "",
+) -> Rollout:
+    previous_colour = deployment.active_colour
+    new = Rollout(
+        deployment=deployment,
+        revision=revision,
+        previous_revision=deployment.active_revision if previous_colour else None,
+        colour=other_colour(previous_colour) if previous_colour else "blue",  # type: ignore[arg-type]
+        previous_colour=previous_colour,
+        promotion_mode=promotion.mode,
+        promote_after_seconds=promotion.after_seconds,
+        scale_down_delay_seconds=(
+            settings.ROLLOUT_SCALE_DOWN_DELAY_SECONDS
+            if promotion.scale_down_delay_seconds is None
+            else promotion.scale_down_delay_seconds
+        ),
+        progress_deadline_seconds=(
+            promotion.progress_deadline_seconds or settings.ROLLOUT_PROGRESS_DEADLINE_SECONDS
+        ),
+        idempotency_key=idempotency_key,
+        requested_by=actor.user_or_none,
+    )
+    try:
+        with transaction.atomic():
+            new.save()
+    except IntegrityError:
+        running = Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES).first()
+        state = running.get_state_display().lower() if running else "in progress"
+        raise Conflict(
+            f"a rollout of '{deployment.name}' is already running ({state}); wait for it, or "
+            "abort it first",
+            field="deployment",
+            code="rollout_in_progress",
+        ) from None
+    engine.record(
+        new, actor.name, f"rollout of revision {revision.number} requested ({new.colour} side)"
+    )
+    audit.record(
+        actor,
+        "rollout.start",
+        deployment,
+        tenant=deployment.tenant,
+        changes={"revision": revision.number, "colour": new.colour},
+    )
+    transaction.on_commit(lambda: _kick(new.pk))
+    return new
+
+
+def _kick(rollout_id: int) -> None:
+    from deployments.tasks import advance_rollout
+
+    advance_rollout.delay(rollout_id)
+
+
+@transaction.atomic
+def create_deployment(
+    actor: Actor,
+    tenant: Tenant,
+    *,
+    name: str,
+    request: ServingRequest,
+    promotion: Promotion | None = None,
+    pod_annotations: dict[str, str] | None = None,
+) -> tuple[Deployment, Rollout, list[str]]:
+    """Admit, then create the deployment, its first revision and its first rollout."""
+    _validate_name(name)
+    promotion = promotion or Promotion()
+    _validate_promotion(promotion)
+    annotations = validate_pod_annotations(pod_annotations or {})
+    if Deployment.objects.for_tenant(tenant).filter(name=name).exists():
+        raise Conflict(f"a deployment named '{name}' already exists", field="name")
+    admission = admit(tenant, request, None)
+    try:
+        with transaction.atomic():
+            deployment = Deployment.objects.create(
+                tenant=tenant,
+                name=name,
+                tier=request.tier,
+                model=request.model,
+                created_by=actor.user_or_none,
+            )
+    except IntegrityError:
+        raise Conflict(f"a deployment named '{name}' already exists", field="name") from None
+    revision = _new_revision(actor, deployment, request, admission, annotations)
+    audit.record(
+        actor,
+        "deployment.create",
+        deployment,
+        tenant=tenant,
+        changes={"tier": request.tier.slug, "model": request.model.repo_id, **admission.values},
+    )
+    new = _start(actor, deployment, revision, promotion)
+    return deployment, new, admission.warnings
+
+
+@transaction.atomic
+def change_deployment(
+    actor: Actor,
+    deployment: Deployment,
+    request: ServingRequest,
+    promotion: Promotion | None = None,
+    pod_annotations: dict[str, str] | None = None,
+    idempotency_key: str = "",
+) -> tuple[DeploymentRevision, Rollout, list[str]]:
+    """A changed spec is a new immutable revision, rolled out blue/green."""
+    promotion = promotion or Promotion()
+    _validate_promotion(promotion)
+    existing = _by_idempotency_key(deployment, idempotency_key)
+    if existing is not None:
+        return existing.revision, existing, []
+    if Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES).exists():
+        raise Conflict(
+            f"a rollout of '{deployment.name}' is already running; wait for it, or abort it first",
+            field="deployment",
+            code="rollout_in_progress",
+        )
+    annotations = validate_pod_annotations(pod_annotations or {})
+    admission = admit(deployment.tenant, request, deployment)
+    revision = _new_revision(actor, deployment, request, admission, annotations)
+    Deployment.objects.filter(pk=deployment.pk).update(tier=request.tier, model=request.model)
+    return (
+        revision,
+        _start(actor, deployment, revision, promotion, idempotency_key),
+        admission.warnings,
+    )
+
+
+def _by_idempotency_key(deployment: Deployment, key: str) -> Rollout | None:
+    if not key:
+        return None
+    return Rollout.objects.filter(deployment=deployment, idempotency_key=key).first()
+
+
+@transaction.atomic
+def deploy_revision(
+    actor: Actor,
+    deployment: Deployment,
+    number: int,
+    promotion: Promotion | None = None,
+    idempotency_key: str = "",
+) -> tuple[Rollout, bool]:
+    """Roll out an existing revision (e.g. an older one); returns (rollout, created)."""
+    promotion = promotion or Promotion()
+    _validate_promotion(promotion)
+    existing = _by_idempotency_key(deployment, idempotency_key)
+    if existing is not None:
+        return existing, False
+    revision = (
+        deployment.revisions.filter(number=number).select_related("tier", "model_revision").first()
+    )
+    if revision is None:
+        raise DomainError(f"'{deployment.name}' has no revision {number}", field="revision")
+    model = revision.model_revision.model
+    request = ServingRequest(
+        model=model,
+        tier=revision.tier,
+        quantize=revision.quantize,
+        dtype=revision.dtype,
+        kv_cache_dtype=revision.kv_cache_dtype,
+        max_input_tokens=revision.max_input_tokens,
+        max_total_tokens=revision.max_total_tokens,
+        max_batch_prefill_tokens=revision.max_batch_prefill_tokens,
+        max_concurrent_requests=revision.max_concurrent_requests,
+        replicas=revision.replicas,
+        min_replicas=revision.min_replicas,
+        max_replicas=revision.max_replicas,
+        autoscaling=revision.autoscaling,
+        queue_size_target=revision.queue_size_target,
+    )
+    # The revision pins its own model commit; admission checks the model's access and licence.
+    admit(deployment.tenant, request, deployment)
+    return _start(actor, deployment, revision, promotion, idempotency_key), True
+
+
+def _active_rollout(deployment: Deployment) -> Rollout:
+    rollout = Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES).first()
+    if rollout is None:
+        raise Conflict(f"'{deployment.name}' has no rollout in progress", field="rollout")
+    return rollout
+
+
+@transaction.atomic
+def promote(actor: Actor, deployment: Deployment) -> Rollout:
+    rollout = _active_rollout(deployment)
+    late = [
+        RolloutState.PROMOTING,
+        RolloutState.POST_PROMOTION,
+        RolloutState.SCALE_DOWN_DELAY,
+        RolloutState.SCALING_DOWN,
+    ]
+    if rollout.state in late:
+        raise Conflict("the rollout is already promoted", field="rollout")
+    Rollout.objects.filter(pk=rollout.pk).update(promotion_requested=True)
+    engine.record(rollout, actor.name, "promotion requested")
+    audit.record(actor, "rollout.promote", deployment, tenant=deployment.tenant)
+    transaction.on_commit(lambda: _kick(rollout.pk))
+    return rollout
+
+
+@transaction.atomic
+def abort(actor: Actor, deployment: Deployment) -> Rollout:
+    rollout = _active_rollout(deployment)
+    if rollout.state in (RolloutState.SCALING_DOWN,):
+        raise Conflict(
+            "the old side is already being removed; deploy the old revision again", field="rollout"
+        )
+    Rollout.objects.filter(pk=rollout.pk).update(abort_requested=True)
+    engine.record(rollout, actor.name, "abort requested")
+    audit.record(actor, "rollout.abort", deployment, tenant=deployment.tenant)
+    transaction.on_commit(lambda: _kick(rollout.pk))
+    return rollout
+
+
+@transaction.atomic
+def rollback(actor: Actor, deployment: Deployment) -> Rollout:
+    """Within the scale-down window the old side is still up: flip traffic back at once."""
+    rollout = Rollout.objects.filter(deployment=deployment).order_by("-started_at", "-id").first()
+    if rollout is None or rollout.state not in (
+        RolloutState.POST_PROMOTION,
+        RolloutState.SCALE_DOWN_DELAY,
+    ):
+        previous = deployment.revisions.exclude(id=deployment.active_revision_id or 0).first()
+        hint = f" deploy revision {previous.number} again instead" if previous else ""
+        raise Conflict(
+            "an instant rollback is only possible while the previous side is on standby;" + hint,
+            field="rollout",
+        )
+    if not rollout.previous_colour:
+        raise Conflict("a first deployment has no previous side to roll back to", field="rollout")
+    Rollout.objects.filter(pk=rollout.pk).update(rollback_requested=True)
+    engine.record(rollout, actor.name, "rollback requested")
+    audit.record(actor, "rollout.rollback", deployment, tenant=deployment.tenant)
+    transaction.on_commit(lambda: _kick(rollout.pk))
+    return rollout
+
+
+def delete_deployment(actor: Actor, deployment: Deployment) -> None:
+    """Remove every Kubernetes object of the deployment, then its rows."""
+    with transaction.atomic():
+        Deployment.objects.filter(pk=deployment.pk).update(deleting=True)
+        Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES).update(
+            state=RolloutState.ABORTED,
+            failure_reason="the deployment was deleted",
+            finished_at=timezone.now(),
+        )
+    revision = deployment.revisions.first()
+    namespace = deployment.tenant.namespace
+    if revision is not None:
+        spec = serving_spec(revision)
+        # Everything else is owned by the root: Kubernetes' garbage collector removes it.
+        kube.delete("v1", "ConfigMap", root_name(spec), namespace)
+    still_used = {
+        (r.model_revision.model.repo_id, r.model_revision.commit_sha)
+        for d in Deployment.objects.for_tenant(deployment.tenant).exclude(pk=deployment.pk)
+        for r in d.revisions.select_related("model_revision__model")
+    }
+    for revision in deployment.revisions.select_related("model_revision__model"):
+        key = (revision.model_revision.model.repo_id, revision.model_revision.commit_sha)
+        if key not in still_used:
+            spec = serving_spec(revision)
+            with contextlib.suppress(kube.ClusterUnavailable):
+                kube.delete("batch/v1", "Job", download_job_name(spec), namespace)
+            kube.delete("v1", "PersistentVolumeClaim", weights_pvc_name(*key), namespace)
+    with transaction.atomic():
+        audit.record(actor, "deployment.delete", deployment, tenant=deployment.tenant)
+        Rollout.objects.filter(deployment=deployment).delete()
+        Deployment.objects.filter(pk=deployment.pk).update(active_revision=None)
+        deployment.delete()

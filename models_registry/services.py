@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -409,7 +410,7 @@ def recheck_gated_access() -> dict[str, int]:
 # --- fit -----------------------------------------------------------------------------------
 
 
-def tier_capacities() -> list[fit.TierCapacity]:
+def tier_capacities_for(tiers: Iterable[Tier]) -> list[fit.TierCapacity]:
     return [
         fit.TierCapacity(
             slug=tier.slug,
@@ -418,8 +419,12 @@ def tier_capacities() -> list[fit.TierCapacity]:
             gpus_per_replica=tier.gpus_per_replica,
             price_per_gpu_hour=tier.price_per_gpu_hour,
         )
-        for tier in Tier.objects.filter(is_active=True)
+        for tier in tiers
     ]
+
+
+def tier_capacities() -> list[fit.TierCapacity]:
+    return tier_capacities_for(Tier.objects.filter(is_active=True))
 
 
 def fit_check(

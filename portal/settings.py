@@ -171,6 +171,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "tenants.tasks.sweep_expired_api_tokens",
         "schedule": 300.0,
     },
+    "reconcile-rollouts": {
+        "task": "deployments.tasks.reconcile_rollouts",
+        "schedule": env.number("ROLLOUT_RECONCILE_SECONDS", 10.0, minimum=0.5),
+    },
     "recheck-gated-model-access": {
         "task": "models_registry.tasks.recheck_gated_access",
         "schedule": crontab(hour=3, minute=17),  # nightly, off the hour to spread Hub load
@@ -183,6 +187,17 @@ HF_ENDPOINT = env.url("HF_ENDPOINT", "http://127.0.0.1:58080", schemes=("http", 
 HF_HUB_TIMEOUT_SECONDS = env.number("HF_HUB_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 HF_METADATA_CACHE = env.string("HF_METADATA_CACHE", str(BASE_DIR / "var" / "hf-metadata-cache"))
 PROMETHEUS_URL = env.url("PROMETHEUS_URL", "http://127.0.0.1:59090", schemes=("http", "https"))
+
+# Rollouts: a worker's claim on a rollout lasts this long (a dead worker's claim expires).
+ROLLOUT_CLAIM_SECONDS = env.integer("ROLLOUT_CLAIM_SECONDS", 20, minimum=2, maximum=600)
+ROLLOUT_SCALE_DOWN_DELAY_SECONDS = env.integer("ROLLOUT_SCALE_DOWN_DELAY_SECONDS", 30, minimum=0)
+ROLLOUT_PROGRESS_DEADLINE_SECONDS = env.integer(
+    "ROLLOUT_PROGRESS_DEADLINE_SECONDS", 1800, minimum=30
+)
+# The portal's own image runs the weight-download Jobs.
+PORTAL_IMAGE = env.string("PORTAL_IMAGE", "inference-portal:0.1.0")
+# The Hub as the download Jobs reach it (HF_ENDPOINT of the pods); defaults to HF_ENDPOINT.
+WEIGHTS_HF_ENDPOINT = env.string("WEIGHTS_HF_ENDPOINT", HF_ENDPOINT)
 
 API_TOKEN_DEFAULT_DAYS = env.integer("API_TOKEN_DEFAULT_DAYS", 90, minimum=1, maximum=3650)
 

@@ -1,0 +1,230 @@
+"""Admission of a deployment revision: every check runs before any row or Kubernetes object.
+
+Refusals name the field and give the numbers; warnings are returned for the user to see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployments.capacity import pool_capacity
+from deployments.choices import ACTIVE_STATES
+from deployments.models import Deployment, Rollout, Tier
+from models_registry import fit
+from models_registry import services as registry
+from models_registry.models import RegisteredModel
+from portal.errors import DomainError
+from tenants.models import Tenant, TenantQuota
+
+
+class AdmissionRefused(DomainError):
+    code = "admission_refused"
+
+
+@dataclass
+class ServingRequest:
+    """What a user asks to serve; unset token limits take TGI's defaults."""
+
+    model: RegisteredModel
+    tier: Tier
+    quantize: str = ""
+    dtype: str = ""
+    kv_cache_dtype: str = ""
+    max_input_tokens: int | None = None
+    max_total_tokens: int | None = None
+    max_batch_prefill_tokens: int | None = None
+    max_concurrent_requests: int = 128
+    replicas: int = 1
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    autoscaling: bool = False
+    queue_size_target: int = 4
+
+    def resolved(self) -> dict[str, Any]:
+        """The concrete revision fields, defaults filled in the way TGI's launcher does."""
+        revision = self.model.current_revision
+        context = revision.context_length if revision else None
+        total = self.max_total_tokens or min(
+            self.tier.default_max_total_tokens, context or self.tier.default_max_total_tokens
+        )
+        max_input = self.max_input_tokens or total - 1
+        prefill = self.max_batch_prefill_tokens or max_input + 50
+        minimum = self.min_replicas or self.replicas
+        maximum = self.max_replicas or max(self.replicas, minimum)
+        return {
+            "quantize": self.quantize,
+            "dtype": self.dtype,
+            "kv_cache_dtype": self.kv_cache_dtype,
+            "max_input_tokens": max_input,
+            "max_total_tokens": total,
+            "max_batch_prefill_tokens": prefill,
+            "max_concurrent_requests": self.max_concurrent_requests,
+            "replicas": self.replicas,
+            "min_replicas": minimum,
+            "max_replicas": maximum,
+            "autoscaling": self.autoscaling,
+            "queue_size_target": self.queue_size_target,
+        }
+
+
+@dataclass
+class Admission:
+    values: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    gpus_needed: int = 0
+    pool_free_gpus: int = 0
+    tenant_gpus_in_use: int = 0
+
+
+def _refuse(field_name: str, message: str) -> AdmissionRefused:
+    return AdmissionRefused(message, field=field_name)
+
+
+def deployment_gpus(deployment: Deployment) -> int:
+    """GPUs a deployment holds now: its active side plus the new side of a running rollout."""
+    gpus = 0
+    if deployment.active_revision_id and deployment.active_colour:
+        active = deployment.active_revision
+        assert active is not None
+        gpus += active.replicas * active.tier.gpus_per_replica
+    rollout = (
+        Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES)
+        .select_related("revision__tier")
+        .first()
+    )
+    if rollout is not None:
+        gpus += rollout.revision.replicas * rollout.revision.tier.gpus_per_replica
+    return gpus
+
+
+def tenant_gpus_in_use(tenant: Tenant, exclude: Deployment | None = None) -> int:
+    deployments = Deployment.objects.for_tenant(tenant).select_related("active_revision__tier")
+    if exclude is not None:
+        deployments = deployments.exclude(pk=exclude.pk)
+    return sum(deployment_gpus(d) for d in deployments)
+
+
+def admit(tenant: Tenant, request: ServingRequest, deployment: Deployment | None) -> Admission:
+    """Check a revision for `deployment` (None: a new deployment) and return what to create."""
+    values = request.resolved()
+    warnings: list[str] = []
+    model, tier = request.model, request.tier
+    revision = model.current_revision
+    if model.tenant_id != tenant.pk:
+        raise _refuse("model", "the model is not registered in this tenant")
+    blockers = registry.deployment_blockers(model)
+    if blockers:
+        raise _refuse("model", "the model cannot be deployed yet: " + "; ".join(blockers))
+    assert revision is not None
+    quota = TenantQuota.objects.get(tenant=tenant)
+    if not tier.is_active:
+        raise _refuse("tier", f"tier '{tier.slug}' is retired")
+    if tier.slug not in quota.allowed_tiers:
+        allowed = ", ".join(quota.allowed_tiers) or "none"
+        raise _refuse(
+            "tier", f"tier '{tier.slug}' is not allowed for this tenant (allowed: {allowed})"
+        )
+
+    max_input, total = values["max_input_tokens"], values["max_total_tokens"]
+    prefill = values["max_batch_prefill_tokens"]
+    if max_input >= total:
+        raise _refuse(
+            "max_input_tokens",
+            f"max_input_tokens ({max_input}) must be less than max_total_tokens ({total})",
+        )
+    if prefill < max_input:
+        raise _refuse(
+            "max_batch_prefill_tokens",
+            f"max_batch_prefill_tokens ({prefill}) must be at least max_input_tokens ({max_input})",
+        )
+    if total > tier.max_total_tokens_limit:
+        raise _refuse(
+            "max_total_tokens",
+            f"max_total_tokens ({total}) is above tier '{tier.slug}''s limit of "
+            f"{tier.max_total_tokens_limit}",
+        )
+    if revision.context_length and total > revision.context_length:
+        raise _refuse(
+            "max_total_tokens",
+            f"max_total_tokens ({total}) exceeds the model's context length "
+            f"({revision.context_length})",
+        )
+    if revision.context_length and max_input >= revision.context_length - 1:
+        warnings.append(
+            f"max_input_tokens ({max_input}) is at the model's maximum context "
+            f"({revision.context_length}): long prompts leave no room to generate and use "
+            "the most KV cache"
+        )
+    if not 1 <= values["min_replicas"] <= values["replicas"] <= values["max_replicas"]:
+        raise _refuse(
+            "replicas",
+            f"replicas must satisfy 1 ≤ min_replicas ({values['min_replicas']}) ≤ replicas "
+            f"({values['replicas']}) ≤ max_replicas ({values['max_replicas']})",
+        )
+    if values["max_replicas"] > quota.max_replicas_per_deployment:
+        raise _refuse(
+            "max_replicas" if values["autoscaling"] else "replicas",
+            f"{values['max_replicas']} replicas exceed the tenant's limit of "
+            f"{quota.max_replicas_per_deployment} per deployment",
+        )
+
+    choice = fit.ServingChoice(
+        quantize=values["quantize"] or None,
+        dtype=values["dtype"] or None,
+        kv_cache_dtype=values["kv_cache_dtype"] or None,
+        num_shard=tier.gpus_per_replica,
+        max_total_tokens=total,
+        concurrent_sequences=1,
+    )
+    try:
+        shape = fit.ModelShape.of(revision)
+    except ValueError as error:
+        raise _refuse("model", str(error)) from None
+    problem = fit.quantization_problem(shape, choice)
+    if problem:
+        raise _refuse("quantize", problem)
+    tier_fit = fit.fit_tier(shape, choice, registry.tier_capacities_for([tier])[0])
+    if not tier_fit.fits:
+        raise _refuse("tier", f"the model does not fit tier '{tier.slug}': {tier_fit.reason}")
+
+    if deployment is None:
+        count = Deployment.objects.for_tenant(tenant).count()
+        if count >= quota.max_deployments:
+            raise _refuse(
+                "name",
+                f"the tenant already has {count} of its {quota.max_deployments} deployments",
+            )
+    new_side = values["replicas"] * tier.gpus_per_replica
+    old_side = 0
+    if deployment is not None and deployment.active_revision_id and deployment.active_colour:
+        active = deployment.active_revision
+        assert active is not None
+        old_side = active.replicas * active.tier.gpus_per_replica
+    elsewhere = tenant_gpus_in_use(tenant, exclude=deployment)
+    if elsewhere + old_side + new_side > quota.max_gpus:
+        sides = f"{old_side} old side + {new_side} new side" if old_side else f"{new_side}"
+        raise _refuse(
+            "replicas",
+            f"needs {old_side + new_side} GPUs ({sides}) while {elsewhere} are in use by other "
+            f"deployments; the tenant's quota is {quota.max_gpus} GPUs",
+        )
+    pools = pool_capacity()
+    pool = pools.get(tier.node_pool)
+    if pool is None:
+        raise _refuse("tier", f"node pool '{tier.node_pool}' has no nodes in the cluster")
+    fitting = pool.replicas_that_fit(tier.gpus_per_replica)
+    if fitting < values["replicas"]:
+        raise _refuse(
+            "replicas",
+            f"node pool '{tier.node_pool}' has {pool.free} free GPUs (room for {fitting} "
+            f"replicas of {tier.gpus_per_replica} GPUs) but the new side needs "
+            f"{values['replicas']} replicas",
+        )
+    return Admission(
+        values=values,
+        warnings=warnings,
+        gpus_needed=new_side,
+        pool_free_gpus=pool.free,
+        tenant_gpus_in_use=elsewhere + old_side,
+    )

@@ -1,0 +1,82 @@
+"""Building the renderers' specs from the database (the only place the two meet)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from deployments.models import DeploymentRevision, Tier
+from deployments.rendering import ModelRevisionSpec, OwnerRef, ServingSpec, TenantSpec, TierSpec
+from models_registry.models import HubCredential, ModelRevision
+from tenants.models import Tenant, TenantQuota
+
+# Download Jobs and spare room for a rollout's second colour on top of the replica ceiling.
+EXTRA_PODS = 10
+
+
+def tenant_spec(tenant: Tenant) -> TenantSpec:
+    quota = TenantQuota.objects.get(tenant=tenant)
+    # Both colours may run at once during a rollout, hence × 2.
+    max_pods = quota.max_deployments * quota.max_replicas_per_deployment * 2 + EXTRA_PODS
+    return TenantSpec(
+        slug=tenant.slug, namespace=tenant.namespace, max_gpus=quota.max_gpus, max_pods=max_pods
+    )
+
+
+def tier_spec(tier: Tier) -> TierSpec:
+    return TierSpec(
+        name=tier.slug,
+        node_selector={"inference.portal/pool": tier.node_pool, **tier.node_selector},
+        tolerations=list(tier.tolerations),
+        gpu_product=tier.gpu_product,
+        gpu_memory_gib=float(tier.gpu_memory_gb) * 1e9 / 2**30,
+        gpus_per_replica=tier.gpus_per_replica,
+        cpu_request=tier.cpu_request,
+        memory_request=tier.memory_request,
+        image=tier.tgi_image,
+    )
+
+
+def weights_pvc_name(repo_id: str, commit_sha: str) -> str:
+    """One volume per model commit: weights-<readable repo>-<digest>-<sha prefix>."""
+    readable = re.sub(r"[^a-z0-9-]+", "-", repo_id.lower()).strip("-")[:30].strip("-")
+    digest = hashlib.sha256(repo_id.encode()).hexdigest()[:6]
+    return f"weights-{readable}-{digest}-{commit_sha[:12]}"
+
+
+def model_spec(model_revision: ModelRevision) -> ModelRevisionSpec:
+    registered = model_revision.model
+    trust = bool(model_revision.requires_custom_code and registered.remote_code_approved_at)
+    return ModelRevisionSpec(
+        repo_id=registered.repo_id,
+        commit_sha=model_revision.commit_sha,
+        weights_pvc_name=weights_pvc_name(registered.repo_id, model_revision.commit_sha),
+        weights_size_bytes=max(1, model_revision.weights_bytes),
+        trust_remote_code=trust,
+    )
+
+
+def serving_spec(revision: DeploymentRevision, owner: OwnerRef | None = None) -> ServingSpec:
+    deployment = revision.deployment
+    has_token = HubCredential.objects.for_tenant(deployment.tenant).exists()
+    return ServingSpec(
+        tenant=tenant_spec(deployment.tenant),
+        deployment_name=deployment.name,
+        revision_number=revision.number,
+        tier=tier_spec(revision.tier),
+        model=model_spec(revision.model_revision),
+        max_input_tokens=revision.max_input_tokens,
+        max_total_tokens=revision.max_total_tokens,
+        max_batch_prefill_tokens=revision.max_batch_prefill_tokens,
+        max_concurrent_requests=revision.max_concurrent_requests,
+        quantize=revision.quantize or None,
+        dtype=revision.dtype or None,  # type: ignore[arg-type]
+        kv_cache_dtype=revision.kv_cache_dtype or None,
+        replicas=revision.replicas,
+        min_replicas=revision.min_replicas,
+        max_replicas=revision.max_replicas,
+        autoscaling=revision.autoscaling,
+        queue_size_target=revision.queue_size_target,
+        hf_token_secret_name="hf-token" if has_token else None,
+        owner=owner,
+    )

@@ -1,0 +1,125 @@
+"""Blue/green rollouts on the local cluster, driven by a real Celery worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments import services
+from deployments.choices import RolloutState as S
+from deployments.models import Deployment
+from deployments.rollout import ready_endpoint_ips
+from tests.deployments.conftest import Fleet
+
+pytestmark = [pytest.mark.cluster, pytest.mark.worker, pytest.mark.slow]
+
+
+def active_selector(fleet: Fleet, name: str) -> dict[str, str]:
+    service = fleet.k8s.core.read_namespaced_service(f"tgi-{name}", fleet.tenant.namespace)
+    return dict(service.spec.selector)
+
+
+def chat(ip: str) -> dict[str, Any]:
+    response = httpx.post(
+        f"http://{ip}:80/v1/chat/completions",
+        json={"model": "tgi", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def test_first_rollout_is_promoted_and_serves(fleet: Fleet) -> None:
+    deployment, rollout = fleet.deploy()
+    rollout = fleet.wait_state(rollout, S.COMPLETED)
+    deployment.refresh_from_db()
+    assert deployment.active_colour == "blue"
+    assert deployment.active_revision_id == rollout.revision_id
+    assert active_selector(fleet, "chat")["inference.portal/colour"] == "blue"
+    ips = ready_endpoint_ips(fleet.tenant.namespace, "tgi-chat")
+    assert len(ips) == 1 and ips[0].startswith("10.244.")
+    assert chat(ips[0])["choices"]
+    steps = [event.state for event in rollout.events.all()]
+    for state in (
+        S.WEIGHTS,
+        S.CREATING,
+        S.WAITING_READY,
+        S.PRE_PROMOTION,
+        S.PROMOTING,
+        S.POST_PROMOTION,
+        S.COMPLETED,
+    ):
+        assert state in steps, steps
+    # weights were really downloaded from the local Hub into the model revision's volume
+    pvcs = fleet.k8s.core.list_namespaced_persistent_volume_claim(fleet.tenant.namespace).items
+    assert [p.status.phase for p in pvcs] == ["Bound"]
+
+
+def test_second_revision_goes_green_then_rolls_back_instantly(fleet: Fleet) -> None:
+    deployment, first = fleet.deploy(promotion=services.Promotion(scale_down_delay_seconds=120))
+    fleet.wait_state(first, S.COMPLETED)
+    blue_ips = ready_endpoint_ips(fleet.tenant.namespace, "tgi-chat")
+    deployment.refresh_from_db()
+    _, second, _ = services.change_deployment(
+        fleet.actor,
+        deployment,
+        fleet.request(max_total_tokens=3072, max_input_tokens=1024),
+        promotion=services.Promotion(scale_down_delay_seconds=120),
+    )
+    assert second.colour == "green" and second.previous_colour == "blue"
+    fleet.wait_state(second, S.SCALE_DOWN_DELAY)
+    assert active_selector(fleet, "chat")["inference.portal/colour"] == "green"
+    green_ips = ready_endpoint_ips(fleet.tenant.namespace, "tgi-chat")
+    assert green_ips and not set(green_ips) & set(blue_ips)
+    info = httpx.get(f"http://{green_ips[0]}:80/info", timeout=5).json()
+    assert info["max_total_tokens"] == 3072
+    # the old side is still up and ready during the window, ready for an instant flip back
+    blue = fleet.k8s.apps.read_namespaced_deployment("tgi-chat-blue", fleet.tenant.namespace)
+    assert blue.status.available_replicas == 1
+    services.rollback(fleet.actor, deployment)
+    rolled = fleet.wait_state(second, S.ROLLED_BACK, timeout=30)
+    assert active_selector(fleet, "chat")["inference.portal/colour"] == "blue"
+    assert ready_endpoint_ips(fleet.tenant.namespace, "tgi-chat") == blue_ips
+    deployment.refresh_from_db()
+    assert deployment.active_colour == "blue" and deployment.active_revision_id == first.revision_id
+    assert "rolled back" in rolled.events.last().message  # type: ignore[union-attr]
+    assert not fleet.k8s.apps.list_namespaced_deployment(
+        fleet.tenant.namespace, label_selector="inference.portal/colour=green"
+    ).items
+
+
+def test_deleting_a_deployment_removes_all_its_objects(fleet: Fleet) -> None:
+    deployment, rollout = fleet.deploy()
+    fleet.wait_state(rollout, S.COMPLETED)
+    services.delete_deployment(fleet.actor, deployment)
+    assert not Deployment.objects.filter(pk=deployment.pk).exists()
+    ns = fleet.tenant.namespace
+    selector = "inference.portal/deployment=chat"
+    from tests.fixtures.cluster import wait_for
+
+    def leftovers() -> list[str]:
+        found = [
+            f"Deployment/{d.metadata.name}"
+            for d in fleet.k8s.apps.list_namespaced_deployment(ns, label_selector=selector).items
+        ]
+        found += [
+            f"Service/{s.metadata.name}"
+            for s in fleet.k8s.core.list_namespaced_service(ns, label_selector=selector).items
+        ]
+        found += [
+            f"Pod/{p.metadata.name}"
+            for p in fleet.k8s.core.list_namespaced_pod(ns, label_selector=selector).items
+        ]
+        found += [
+            f"PVC/{p.metadata.name}"
+            for p in fleet.k8s.core.list_namespaced_persistent_volume_claim(ns).items
+        ]
+        found += [
+            f"ConfigMap/{c.metadata.name}"
+            for c in fleet.k8s.core.list_namespaced_config_map(ns, label_selector=selector).items
+        ]
+        return found
+
+    wait_for(lambda: not leftovers(), 60, describe=lambda: leftovers())
