@@ -8,6 +8,7 @@ expires and the reconciler re-drives the rollout from PostgreSQL and the cluster
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -641,6 +642,8 @@ def advance(rollout_id: int, actor: str = "rollout-worker") -> float | None:
         # Transient: keep the state, note it, try again shortly.
         result = StepResult(wait=3, message=f"cluster unavailable: {error.message}")
         log.warning("rollout %s: %s", rollout_id, error.message)
+    if result.next_state and rollout.state in settings.ROLLOUT_CHAOS_PAUSE_STATES:
+        time.sleep(settings.ROLLOUT_CHAOS_PAUSE_SECONDS)  # a window to kill the worker in
     return _finish_step(rollout, token, result, actor)
 
 

@@ -1,17 +1,316 @@
-"""Web UI of deployments (list only until the rollouts capability lands)."""
+"""Web UI of deployments: the list, the deploy wizard, the deployment page with live rollouts.
 
+Views check the role (TenantViewMixin), shape input with forms and call deployments.services;
+a DomainError is shown on the field it names. HTMX requests get the page's partials.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.views.generic import ListView
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views.generic import DetailView, ListView, TemplateView
 
-from deployments.models import Deployment
-from portal.views import TenantViewMixin
+from deployments import services
+from deployments.admission import deployment_gpus, tenant_gpus_in_use
+from deployments.capacity import PoolCapacity, pool_capacity
+from deployments.choices import ACTIVE_STATES, RolloutState
+from deployments.forms import DeploymentForm
+from deployments.models import Deployment, Rollout, Tier
+from deployments.serializers import (
+    endpoint,
+    latest_rollouts,
+    rollout_progress,
+    rollout_steps,
+)
+from models_registry import fit
+from models_registry import services as registry
+from portal import kube
+from portal.errors import DomainError, Forbidden
+from portal.views import TenantViewMixin, htmx_partial
+from tenants.choices import Role
+from tenants.models import TenantQuota
+from tenants.views import ui_actor
+
+log = logging.getLogger(__name__)
+
+# States in which promotion is already under way or done (services.promote refuses them).
+PROMOTED_STATES = frozenset(
+    {
+        RolloutState.PROMOTING,
+        RolloutState.POST_PROMOTION,
+        RolloutState.SCALE_DOWN_DELAY,
+        RolloutState.SCALING_DOWN,
+    }
+)
+ROLLBACK_STATES = frozenset({RolloutState.POST_PROMOTION, RolloutState.SCALE_DOWN_DELAY})
+
+
+def _redirect(request: HttpRequest, url: str) -> HttpResponse:
+    if htmx_partial(request):
+        response = HttpResponse(status=204)
+        response["HX-Location"] = url
+        return response
+    return HttpResponseRedirect(url)
+
+
+def _pools() -> tuple[dict[str, PoolCapacity] | None, str]:
+    try:
+        return pool_capacity(), ""
+    except kube.ClusterUnavailable as error:
+        log.warning("node pool capacity unavailable: %s", error.message)
+        return None, error.message
 
 
 class DeploymentListView(TenantViewMixin, ListView):
+    """Deployments with their model, tier, live side and the state of their latest rollout."""
+
     model = Deployment
     template_name = "deployments/deployment_list.html"
     context_object_name = "deployments"
     http_method_names = ["get"]
 
     def get_queryset(self) -> QuerySet[Deployment]:
-        return super().get_queryset().select_related("model")
+        return super().get_queryset().select_related("model", "tier", "active_revision__tier")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        deployments = list(context["deployments"])
+        rollouts = latest_rollouts(deployments)
+        for deployment in deployments:
+            deployment.latest_rollout = rollouts.get(deployment.pk)
+            deployment.gpus = deployment_gpus(deployment)
+        context["deployments"] = deployments
+        return context
+
+
+class DeploymentCreateView(TenantViewMixin, TemplateView):
+    """The deploy wizard. GET (also HTMX on every change) previews; POST deploys."""
+
+    template_name = "deployments/deployment_new.html"
+    read_role = Role.MAINTAINER
+    http_method_names = ["get", "post"]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        form = kwargs.get("form") or DeploymentForm(
+            initial=self.request.GET.dict(), tenant=self.tenant
+        )
+        context["form"] = form
+        context.update(self.wizard(form))
+        return context
+
+    def wizard(self, form: DeploymentForm) -> dict[str, Any]:
+        """Blockers, the fit table, valid quantizations and the review's numbers."""
+        quota = TenantQuota.objects.get(tenant=self.tenant)
+        models = list(form.fields["model"].queryset)  # type: ignore[attr-defined]
+        model = form.selected_model()
+        tier = form.selected_tier()
+        context: dict[str, Any] = {
+            "models": [(m, registry.deployment_blockers(m)) for m in models],
+            "model": model,
+            "tier": tier,
+            "allowed_tiers": quota.allowed_tiers,
+            "quota": quota,
+        }
+        if model is not None and model.current_revision is not None:
+            context["blockers"] = registry.deployment_blockers(model)
+            context["quantizations"] = fit.valid_quantizations(
+                model.current_revision.quantization_method
+            )
+            choice = fit.ServingChoice(
+                quantize=form.raw("quantize") or None,
+                dtype=form.raw("dtype") or None,
+                kv_cache_dtype=form.raw("kv_cache_dtype") or None,
+                max_total_tokens=form.number("max_total_tokens")
+                or (tier.default_max_total_tokens if tier else 4096),
+                concurrent_sequences=1,
+            )
+            try:
+                rows, best = registry.fit_check(model.current_revision, choice)
+            except DomainError as error:
+                context["fit_error"] = error.message
+            else:
+                tiers = {t.slug: t for t in Tier.objects.filter(is_active=True)}
+                context["fit_rows"] = [
+                    {
+                        "row": row,
+                        "tier": tiers[row.tier.slug],
+                        "allowed": row.tier.slug in quota.allowed_tiers,
+                        "best": row is best,
+                    }
+                    for row in rows
+                    if row.tier.slug in tiers
+                ]
+        replicas = form.number("replicas") or 1
+        in_use = tenant_gpus_in_use(self.tenant)
+        review: dict[str, Any] = {
+            "in_use": in_use,
+            "max_gpus": quota.max_gpus,
+            "replicas": replicas,
+        }
+        if tier is not None:
+            needed = replicas * tier.gpus_per_replica
+            review.update(needed=needed, after=in_use + needed)
+            review["over_quota"] = in_use + needed > quota.max_gpus
+            review["percent"] = min(100, round(100 * (in_use + needed) / max(1, quota.max_gpus)))
+            pools, pool_error = _pools()
+            if pools is None:
+                review["pool_error"] = pool_error
+            else:
+                pool = pools.get(tier.node_pool)
+                review["pool"] = pool
+                fits = pool.replicas_that_fit(tier.gpus_per_replica) if pool else 0
+                review.update(pool_fits=fits, pool_short=fits < replicas)
+        context["review"] = review
+        return context
+
+    def get_template_names(self) -> list[str]:
+        suffix = "#wizard" if htmx_partial(self.request) else ""
+        return [self.template_name + suffix]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        form = DeploymentForm(request.POST, tenant=self.tenant)
+        if form.is_valid():
+            try:
+                deployment, _rollout, warnings = services.create_deployment(
+                    ui_actor(request),
+                    self.tenant,
+                    name=form.cleaned_data["name"],
+                    request=form.serving_request(),
+                    promotion=form.promotion_choice(),
+                )
+            except Forbidden as error:
+                raise PermissionDenied(error.message) from None
+            except DomainError as error:
+                field = error.field if error.field in form.fields else None
+                form.add_error(field, error.message)
+            else:
+                for warning in warnings:
+                    messages.warning(request, warning)
+                url = reverse("deployment-detail", args=[self.tenant.slug, deployment.pk])
+                return _redirect(request, url)
+        context = self.get_context_data(form=form)
+        return self.render_to_response(context, status=422)
+
+
+class DeploymentDetailView(TenantViewMixin, DetailView):
+    """The deployment: active spec, endpoint, the rollout (polled while active), revisions."""
+
+    model = Deployment
+    template_name = "deployments/deployment_detail.html"
+    context_object_name = "deployment"
+    http_method_names = ["get"]
+
+    def get_queryset(self) -> QuerySet[Deployment]:
+        return (
+            super()
+            .get_queryset()
+            .select_related(
+                "tenant",
+                "model",
+                "tier",
+                "active_revision__tier",
+                "active_revision__model_revision",
+            )
+        )
+
+    def get_rollout(self, deployment: Deployment) -> Rollout | None:
+        return deployment.rollouts.select_related("revision", "previous_revision").first()
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        deployment: Deployment = self.object
+        rollout = self.get_rollout(deployment)
+        can_write = self.access.can_write
+        running = deployment.rollouts.filter(state__in=ACTIVE_STATES).exists()
+        context.update(
+            revision=deployment.active_revision,
+            endpoint=endpoint(deployment),
+            preview_endpoint=f"tgi-{deployment.name}-preview.{deployment.tenant.namespace}.svc",
+            gpus=deployment_gpus(deployment),
+            revisions=deployment.revisions.select_related(
+                "tier", "model_revision", "created_by"
+            ).order_by("-number"),
+            can_deploy_revision=can_write and not running,
+        )
+        context.update(rollout_context(rollout, can_write))
+        return context
+
+    def get_template_names(self) -> list[str]:
+        suffix = "#rollout-panel" if htmx_partial(self.request) else ""
+        return [self.template_name + suffix]
+
+
+def rollout_context(rollout: Rollout | None, can_write: bool) -> dict[str, Any]:
+    if rollout is None:
+        return {"rollout": None}
+    active = rollout.state in ACTIVE_STATES
+    return {
+        "rollout": rollout,
+        "progress": rollout_progress(rollout),
+        "steps": rollout_steps(rollout),
+        "events": list(rollout.events.all()),
+        "polling": active,
+        "can_promote": can_write and active and rollout.state not in PROMOTED_STATES,
+        "can_abort": can_write and active and rollout.state != RolloutState.SCALING_DOWN,
+        "can_rollback": can_write
+        and rollout.state in ROLLBACK_STATES
+        and bool(rollout.previous_colour),
+    }
+
+
+class RolloutView(DeploymentDetailView):
+    """One rollout of the deployment: the full page, or its panel for HTMX polling."""
+
+    def get_rollout(self, deployment: Deployment) -> Rollout | None:
+        rollout = (
+            deployment.rollouts.select_related("revision", "previous_revision")
+            .filter(pk=self.kwargs["rollout_pk"])
+            .first()
+        )
+        if rollout is None:
+            raise Http404("rollout not found")
+        return rollout
+
+
+class DeploymentActionView(DeploymentDetailView):
+    """POST promote, abort, rollback or delete; refusals are shown in the rollout panel (422)."""
+
+    http_method_names = ["post"]
+    ACTIONS = {
+        "promote": services.promote,
+        "abort": services.abort,
+        "rollback": services.rollback,
+    }
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        deployment = get_object_or_404(self.get_queryset(), pk=kwargs["pk"])
+        action = kwargs["action"]
+        detail = reverse("deployment-detail", args=[self.tenant.slug, deployment.pk])
+        try:
+            if action == "delete":
+                services.delete_deployment(ui_actor(request), deployment)
+                return _redirect(request, reverse("deployment-list", args=[self.tenant.slug]))
+            if action == "deploy":
+                number = request.POST.get("revision", "")
+                if not number.isdigit():
+                    raise DomainError("choose a revision to deploy", field="revision")
+                services.deploy_revision(ui_actor(request), deployment, int(number))
+            elif action in self.ACTIONS:
+                self.ACTIONS[action](ui_actor(request), deployment)
+            else:
+                raise Http404(f"unknown action '{action}'")
+        except Forbidden as error:
+            raise PermissionDenied(error.message) from None
+        except DomainError as error:
+            self.object = deployment
+            context = self.get_context_data(object=deployment, action_error=error.message)
+            return self.render_to_response(context, status=422)
+        return _redirect(request, detail)

@@ -194,6 +194,12 @@ ROLLOUT_SCALE_DOWN_DELAY_SECONDS = env.integer("ROLLOUT_SCALE_DOWN_DELAY_SECONDS
 ROLLOUT_PROGRESS_DEADLINE_SECONDS = env.integer(
     "ROLLOUT_PROGRESS_DEADLINE_SECONDS", 1800, minimum=30
 )
+# Fault injection for resilience tests: pause this long after a step's side effects and
+# before its state is recorded, in the listed states (empty: never). Off in production.
+ROLLOUT_CHAOS_PAUSE_SECONDS = env.number("ROLLOUT_CHAOS_PAUSE_SECONDS", 0.0, minimum=0.0)
+ROLLOUT_CHAOS_PAUSE_STATES = env.csv("ROLLOUT_CHAOS_PAUSE_STATES")
+if PRODUCTION and ROLLOUT_CHAOS_PAUSE_SECONDS:
+    raise ImproperlyConfigured("ROLLOUT_CHAOS_PAUSE_SECONDS is for tests; unset it in production")
 # The portal's own image runs the weight-download Jobs.
 PORTAL_IMAGE = env.string("PORTAL_IMAGE", "inference-portal:0.1.0")
 # The Hub as the download Jobs reach it (HF_ENDPOINT of the pods); defaults to HF_ENDPOINT.

@@ -23,6 +23,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("tenants.api_urls")),
     path("api/v1/", include("models_registry.api_urls")),
+    path("api/v1/", include("deployments.api_urls")),
     path("", include("tenants.urls")),
     path("", include("models_registry.urls")),
     path("", include("deployments.urls")),

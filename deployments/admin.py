@@ -1,0 +1,119 @@
+"""Admin console for platform admins: GPU tiers, with their node pool's live capacity."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+
+from deployments.capacity import PoolCapacity, pool_capacity
+from deployments.models import Tier
+from portal import kube
+
+_request_pools = threading.local()
+
+
+def _pools() -> dict[str, PoolCapacity] | None:
+    """The cluster's pools, read once per admin request (None when it is unreachable)."""
+    if not hasattr(_request_pools, "value"):
+        try:
+            _request_pools.value = pool_capacity()
+        except kube.ClusterUnavailable:
+            _request_pools.value = None
+    pools: dict[str, PoolCapacity] | None = _request_pools.value
+    return pools
+
+
+def _forget_pools() -> None:
+    if hasattr(_request_pools, "value"):
+        del _request_pools.value
+
+
+@admin.register(Tier)
+class TierAdmin(admin.ModelAdmin):
+    list_display = (
+        "slug",
+        "name",
+        "node_pool",
+        "gpu_product",
+        "gpu_memory_gb",
+        "gpus_per_replica",
+        "price_per_gpu_hour",
+        "is_active",
+        "pool_free_gpus",
+    )
+    list_filter = ("is_active", "node_pool", "gpu_product", "gpus_per_replica")
+    search_fields = ("slug", "name", "node_pool", "gpu_product", "description")
+    ordering = ("gpu_memory_gb", "gpus_per_replica", "slug")
+    readonly_fields = ("node_pool_capacity",)
+    fieldsets = (
+        (None, {"fields": ("slug", "name", "description", "is_active")}),
+        (
+            "Hardware",
+            {
+                "fields": (
+                    "node_pool",
+                    "node_pool_capacity",
+                    "node_selector",
+                    "tolerations",
+                    "gpu_product",
+                    "gpu_memory_gb",
+                    "gpus_per_replica",
+                    "cpu_request",
+                    "memory_request",
+                )
+            },
+        ),
+        (
+            "Serving",
+            {"fields": ("tgi_image", "default_max_total_tokens", "max_total_tokens_limit")},
+        ),
+        ("Price", {"fields": ("price_per_gpu_hour",)}),
+    )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        _forget_pools()
+        try:
+            return super().changelist_view(request, extra_context)
+        finally:
+            _forget_pools()
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> Any:
+        _forget_pools()
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        finally:
+            _forget_pools()
+
+    @admin.display(description="Free GPUs in pool")
+    def pool_free_gpus(self, tier: Tier) -> str:
+        pools = _pools()
+        if pools is None:
+            return "cluster unreachable"
+        pool = pools.get(tier.node_pool)
+        return f"{pool.free} / {pool.allocatable}" if pool else "no nodes"
+
+    @admin.display(description="Node pool capacity (live)")
+    def node_pool_capacity(self, tier: Tier) -> str:
+        if not tier.node_pool:
+            return "—"
+        pools = _pools()
+        if pools is None:
+            return "the cluster is unreachable; capacity unknown"
+        pool = pools.get(tier.node_pool)
+        if pool is None:
+            return f"node pool '{tier.node_pool}' has no nodes"
+        fits = pool.replicas_that_fit(tier.gpus_per_replica)
+        return (
+            f"{pool.nodes} nodes ({pool.gpu_product or 'no GPU label'}): {pool.allocatable} GPUs "
+            f"allocatable, {pool.requested} requested, {pool.free} free — room for {fits} "
+            f"replicas of {tier.gpus_per_replica} GPUs"
+        )

@@ -1,0 +1,381 @@
+"""REST representations of tiers, node pools, deployments, revisions and rollouts.
+
+Input serializers only shape and type-check; every rule of the domain (names, token limits,
+quotas, capacity) is decided by deployments.services, whose DomainErrors name the field.
+The few helpers at the end (progress, endpoint) are shared with the web UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rest_framework import serializers
+
+from deployments.admission import ServingRequest
+from deployments.capacity import PoolCapacity
+from deployments.choices import STEP_ORDER, TERMINAL_STATES, PromotionMode, RolloutState
+from deployments.models import Deployment, DeploymentRevision, Rollout, RolloutEvent, Tier
+from deployments.services import Promotion
+from models_registry.models import RegisteredModel
+from models_registry.serializers import QUANTIZE_CHOICES
+
+DTYPE_CHOICES = ["float16", "bfloat16"]
+KV_CACHE_DTYPE_CHOICES = ["fp8_e4m3fn", "fp8_e5m2"]
+# The serving fields a revision carries, in the order the API and the wizard show them.
+SERVING_FIELDS = (
+    "quantize",
+    "dtype",
+    "kv_cache_dtype",
+    "max_input_tokens",
+    "max_total_tokens",
+    "max_batch_prefill_tokens",
+    "max_concurrent_requests",
+    "replicas",
+    "min_replicas",
+    "max_replicas",
+    "autoscaling",
+    "queue_size_target",
+)
+
+
+# --- read: tiers and node pools ------------------------------------------------------------
+
+
+class TierSerializer(serializers.ModelSerializer):
+    image = serializers.CharField(source="tgi_image", read_only=True)
+    gpu_memory_gb = serializers.FloatField(read_only=True)
+    price_per_gpu_hour = serializers.DecimalField(max_digits=8, decimal_places=4, read_only=True)
+
+    class Meta:
+        model = Tier
+        fields = (
+            "slug",
+            "name",
+            "description",
+            "node_pool",
+            "gpu_product",
+            "gpu_memory_gb",
+            "gpus_per_replica",
+            "cpu_request",
+            "memory_request",
+            "default_max_total_tokens",
+            "max_total_tokens_limit",
+            "price_per_gpu_hour",
+            "image",
+        )
+        read_only_fields = fields
+
+
+def node_pool_data(pool: PoolCapacity) -> dict[str, Any]:
+    return {
+        "pool": pool.pool,
+        "gpu_product": pool.gpu_product,
+        "nodes": pool.nodes,
+        "allocatable_gpus": pool.allocatable,
+        "requested_gpus": pool.requested,
+        "free_gpus": pool.free,
+        "free_gpus_per_node": pool.free_per_node,
+    }
+
+
+# --- read: deployments, revisions, rollouts ------------------------------------------------
+
+
+class RevisionSerializer(serializers.ModelSerializer):
+    tier: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    model = serializers.CharField(source="model_revision.model.repo_id", read_only=True)
+    model_commit = serializers.CharField(source="model_revision.commit_sha", read_only=True)
+    gpus = serializers.IntegerField(read_only=True)
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+
+    class Meta:
+        model = DeploymentRevision
+        fields = (
+            "number",
+            "model",
+            "model_commit",
+            "tier",
+            *SERVING_FIELDS,
+            "pod_annotations",
+            "gpus",
+            "created_by",
+            "created_at",
+        )
+        read_only_fields = fields
+
+
+class RolloutEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_name", read_only=True)
+
+    class Meta:
+        model = RolloutEvent
+        fields = ("at", "actor", "state", "message", "level", "k8s_objects")
+        read_only_fields = fields
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a rollout is on its way through STEP_ORDER (terminal failures keep their step)."""
+
+    index: int
+    total: int
+    percent: int
+    step: str  # the step shown as current: the state itself, or the last one reached
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "total": self.total, "percent": self.percent}
+
+
+def rollout_progress(rollout: Rollout) -> Progress:
+    total = len(STEP_ORDER)
+    step = rollout.state
+    if step not in STEP_ORDER:
+        # Aborted, failed, rolled back: show the furthest step the rollout got to.
+        order = [str(state) for state in STEP_ORDER]
+        reached = [e.state for e in rollout.events.all() if e.state in order]
+        step = max(reached, key=order.index, default=RolloutState.PENDING)
+    index = STEP_ORDER.index(RolloutState(step))
+    return Progress(index=index, total=total, percent=round(100 * index / (total - 1)), step=step)
+
+
+def rollout_steps(rollout: Rollout) -> list[dict[str, Any]]:
+    """STEP_ORDER with each step marked done, current or to do (for the UI's steps list)."""
+    progress = rollout_progress(rollout)
+    terminal = rollout.state in TERMINAL_STATES
+    steps = []
+    for index, state in enumerate(STEP_ORDER):
+        if index < progress.index or (terminal and rollout.state == RolloutState.COMPLETED):
+            status = "done"
+        elif index == progress.index:
+            status = "failed" if terminal else "current"
+        else:
+            status = "todo"
+        steps.append({"state": state.value, "label": state.label, "status": status})
+    return steps
+
+
+def latest_rollouts(deployments: list[Deployment]) -> dict[int, Rollout]:
+    """The newest rollout of each deployment, in one query."""
+    rollouts = (
+        Rollout.objects.filter(deployment__in=deployments)
+        .select_related("revision")
+        .order_by("deployment_id", "-started_at", "-id")
+        .distinct("deployment_id")
+    )
+    return {rollout.deployment_id: rollout for rollout in rollouts}
+
+
+def endpoint(deployment: Deployment) -> str:
+    """The cluster-internal address of the active side."""
+    return f"tgi-{deployment.name}.{deployment.tenant.namespace}.svc"
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    revision = serializers.IntegerField(source="revision.number", read_only=True)
+    previous_revision = serializers.IntegerField(
+        source="previous_revision.number", read_only=True, default=None
+    )
+    requested_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    is_active = serializers.BooleanField(read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Rollout
+        fields: tuple[str, ...] = (
+            "id",
+            "revision",
+            "previous_revision",
+            "colour",
+            "previous_colour",
+            "state",
+            "is_active",
+            "traffic_switched",
+            "promotion_mode",
+            "promote_after_seconds",
+            "scale_down_delay_seconds",
+            "progress_deadline_seconds",
+            "progress",
+            "ready_replicas",
+            "old_ready_replicas",
+            "weights_progress",
+            "failure_reason",
+            "remedy",
+            "idempotency_key",
+            "requested_by",
+            "started_at",
+            "state_entered_at",
+            "finished_at",
+        )
+        read_only_fields: tuple[str, ...] = fields
+
+    def get_progress(self, rollout: Rollout) -> dict[str, Any]:
+        return rollout_progress(rollout).as_dict()
+
+
+class RolloutDetailSerializer(RolloutSerializer):
+    events = RolloutEventSerializer(many=True, read_only=True)
+    ready = serializers.SerializerMethodField()
+
+    class Meta(RolloutSerializer.Meta):
+        fields = (*RolloutSerializer.Meta.fields, "ready", "events")
+        read_only_fields = fields
+
+    def get_ready(self, rollout: Rollout) -> dict[str, Any]:
+        """Ready replicas of each colour, keyed by colour."""
+        ready: dict[str, Any] = {rollout.colour: rollout.ready_replicas}
+        if rollout.previous_colour:
+            ready[rollout.previous_colour] = rollout.old_ready_replicas
+        return ready
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    tier: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    model = serializers.IntegerField(source="model_id", read_only=True)
+    model_repo_id = serializers.CharField(source="model.repo_id", read_only=True)
+    active_revision = RevisionSerializer(read_only=True)
+    current_rollout = serializers.SerializerMethodField()
+    endpoint = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deployment
+        fields = (
+            "id",
+            "name",
+            "model",
+            "model_repo_id",
+            "tier",
+            "active_colour",
+            "active_revision",
+            "current_rollout",
+            "endpoint",
+            "deleting",
+            "created_at",
+        )
+        read_only_fields = fields
+
+    def get_current_rollout(self, deployment: Deployment) -> dict[str, Any] | None:
+        rollouts = self.context.get("latest_rollouts")
+        if rollouts is not None:
+            rollout = rollouts.get(deployment.pk)
+        else:
+            rollout = deployment.rollouts.select_related("revision").first()
+        if rollout is None:
+            return None
+        return {
+            "id": rollout.pk,
+            "revision": rollout.revision.number,
+            "colour": rollout.colour,
+            "state": rollout.state,
+            "is_active": rollout.is_active,
+        }
+
+    def get_endpoint(self, deployment: Deployment) -> str:
+        return endpoint(deployment)
+
+
+# --- write ---------------------------------------------------------------------------------
+
+
+class PromotionSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=PromotionMode.choices, default=PromotionMode.AUTOMATIC)
+    after_seconds = serializers.IntegerField(min_value=0, max_value=86_400, default=0)
+    scale_down_delay_seconds = serializers.IntegerField(
+        min_value=0, max_value=86_400, required=False, allow_null=True, default=None
+    )
+    progress_deadline_seconds = serializers.IntegerField(
+        min_value=30, max_value=86_400, required=False, allow_null=True, default=None
+    )
+
+    @staticmethod
+    def build(data: dict[str, Any] | None) -> Promotion:
+        return Promotion(**(data or {}))
+
+
+class ServingSerializer(serializers.Serializer):
+    """The serving fields of a revision; the tenant's models only (context['tenant'])."""
+
+    model = serializers.PrimaryKeyRelatedField(queryset=RegisteredModel.objects.none())
+    tier: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Tier.objects.all()
+    )
+    quantize = serializers.ChoiceField(choices=QUANTIZE_CHOICES, allow_blank=True, default="")
+    dtype = serializers.ChoiceField(choices=DTYPE_CHOICES, allow_blank=True, default="")
+    kv_cache_dtype = serializers.ChoiceField(
+        choices=KV_CACHE_DTYPE_CHOICES, allow_blank=True, default=""
+    )
+    max_input_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    max_total_tokens = serializers.IntegerField(min_value=2, required=False, allow_null=True)
+    max_batch_prefill_tokens = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True
+    )
+    max_concurrent_requests = serializers.IntegerField(min_value=1, max_value=100_000, default=128)
+    replicas = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+    min_replicas = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    max_replicas = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    autoscaling = serializers.BooleanField(default=False)
+    queue_size_target = serializers.IntegerField(min_value=1, max_value=10_000, default=4)
+    pod_annotations = serializers.JSONField(required=False, default=dict)
+    promotion = PromotionSerializer(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        tenant = self.context["tenant"]
+        self.fields["model"].queryset = RegisteredModel.objects.for_tenant(tenant).select_related(  # type: ignore[attr-defined]
+            "current_revision"
+        )
+
+    def values(self) -> dict[str, Any]:
+        return dict(self.validated_data)
+
+    def serving_request(self) -> ServingRequest:
+        return serving_request(self.values())
+
+
+class DeploymentCreateSerializer(ServingSerializer):
+    name = serializers.CharField(max_length=100)
+
+
+class DeploymentChangeSerializer(ServingSerializer):
+    """PATCH: every field optional, the rest taken from the latest revision."""
+
+    def __init__(self, *args: Any, base: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.base = base
+        for field in self.fields.values():
+            field.required = False
+            if not isinstance(field, serializers.Serializer):
+                field.default = serializers.empty
+
+    def values(self) -> dict[str, Any]:
+        return {**self.base, **self.validated_data}
+
+
+def serving_request(data: dict[str, Any]) -> ServingRequest:
+    """A ServingRequest from validated values; unset (None) fields keep TGI's defaults."""
+    serving = {k: data[k] for k in SERVING_FIELDS if data.get(k) is not None}
+    return ServingRequest(model=data["model"], tier=data["tier"], **serving)
+
+
+def revision_base(deployment: Deployment) -> dict[str, Any]:
+    """What a PATCH starts from: the newest revision's values (or the deployment's model/tier)."""
+    base: dict[str, Any] = {"model": deployment.model, "tier": deployment.tier}
+    latest = deployment.revisions.first()
+    if latest is not None:
+        base.update({name: getattr(latest, name) for name in SERVING_FIELDS})
+        base["tier"] = latest.tier
+        base["pod_annotations"] = dict(latest.pod_annotations)
+    return base
+
+
+class DeployRevisionSerializer(serializers.Serializer):
+    revision = serializers.IntegerField(min_value=1)
+    promotion = PromotionSerializer(required=False)
