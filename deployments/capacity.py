@@ -36,13 +36,15 @@ def _gpus(resources: dict[str, str] | None) -> int:
 
 def pool_capacity() -> dict[str, PoolCapacity]:
     """One list of nodes and one list of running pods, whatever the cluster's size."""
-    core = kube.core()
     try:
+        core = kube.core()
         nodes = core.list_node(label_selector=POOL_LABEL).items
         pods = core.list_pod_for_all_namespaces(
             field_selector="status.phase!=Succeeded,status.phase!=Failed"
         ).items
-    except Exception as error:
+    except kube.ClusterUnavailable:
+        raise
+    except Exception as error:  # any client failure means: capacity unknown
         raise kube.ClusterUnavailable(f"cannot read node pools: {error}") from None
     requested_by_node: dict[str, int] = defaultdict(int)
     for pod in pods:

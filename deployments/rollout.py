@@ -311,7 +311,7 @@ def step_waiting_ready(ctx: Context) -> StepResult:
             "events and logs",
             updates=updates,
         )
-    return StepResult(wait=1, updates=updates)
+    return StepResult(wait=0.5, updates=updates)
 
 
 def ready_endpoint_ips(namespace: str, service: str) -> list[str]:
@@ -362,7 +362,7 @@ def check_server(ip: str, spec: ServingSpec) -> str:
 def _check_service(ctx: Context, service: str) -> StepResult | None:
     ips = ready_endpoint_ips(ctx.namespace, service)
     if len(ips) < ctx.spec.replicas:
-        return StepResult(wait=1, message=f"{service} lists {len(ips)} ready endpoints")
+        return StepResult(wait=0.5, message=f"{service} lists {len(ips)} ready endpoints")
     problems = [problem for problem in (check_server(ip, ctx.spec) for ip in ips) if problem]
     if problems:
         return StepResult(

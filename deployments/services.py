@@ -150,7 +150,7 @@ def _validate_promotion(promotion: Promotion) -> None:
             f"unknown promotion mode '{promotion.mode}' ({allowed})", field="promotion"
         )
     if not 0 <= promotion.after_seconds <= 86_400:
-        raise DomainError("must be between 0 and 86400 seconds", field="promote_after_seconds")
+        raise DomainError("must be between 0 and 86400 seconds", field="promotion.after_seconds")
 
 
 def _new_revision(
@@ -204,6 +204,10 @@ def _start(
         with transaction.atomic():
             new.save()
     except IntegrityError:
+        # The same idempotency key sent twice at once: the second caller gets the first rollout.
+        same_request = _by_idempotency_key(deployment, idempotency_key)
+        if same_request is not None:
+            return same_request
         running = Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES).first()
         state = running.get_state_display().lower() if running else "in progress"
         raise Conflict(

@@ -32,9 +32,12 @@ class ClusterUnavailable(DomainError):
 
 @cache
 def api_client() -> client.ApiClient:
-    if os.path.exists(settings.KUBECONFIG):
-        return config.new_client_from_config(config_file=settings.KUBECONFIG)
-    config.load_incluster_config()
+    try:
+        if os.path.exists(settings.KUBECONFIG):
+            return config.new_client_from_config(config_file=settings.KUBECONFIG)
+        config.load_incluster_config()
+    except config.ConfigException as error:
+        raise ClusterUnavailable(f"no usable Kubernetes configuration: {error}") from None
     return client.ApiClient()
 
 

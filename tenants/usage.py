@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import F, Max, Sum
+from django.db.models import Max
 
 from tenants.models import Tenant, TenantQuota
 
@@ -33,11 +33,11 @@ def quota_usage(tenant: Tenant) -> list[UsageRow]:
 
     quota = TenantQuota.objects.get(tenant=tenant)
     deployments = Deployment.objects.for_tenant(tenant)
-    totals = deployments.aggregate(
-        gpus=Sum(F("replicas") * F("gpus_per_replica")), widest=Max("replicas")
-    )
+    from deployments.admission import tenant_gpus_in_use
+
+    totals = deployments.aggregate(widest=Max("replicas"))
     return [
-        UsageRow("GPUs", totals["gpus"] or 0, quota.max_gpus),
+        UsageRow("GPUs", tenant_gpus_in_use(tenant), quota.max_gpus),
         UsageRow("Deployments", deployments.count(), quota.max_deployments),
         UsageRow(
             "Largest deployment (replicas)",

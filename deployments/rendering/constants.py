@@ -96,7 +96,7 @@ DOWNLOAD_RESOURCES: Final = {
 # Inference server pod
 PROGRESS_DEADLINE_SECONDS: Final = 600
 STARTUP_TIMEOUT_SECONDS: Final = 30 * 60
-STARTUP_PERIOD_SECONDS: Final = 10
+STARTUP_PERIOD_SECONDS: Final = 2  # cheap while loading (connection refused); promotes soon after
 READINESS_PERIOD_SECONDS: Final = 5
 READINESS_FAILURE_THRESHOLD: Final = 3
 LIVENESS_PERIOD_SECONDS: Final = 10

@@ -252,7 +252,7 @@ def test_probes_give_a_large_model_time_to_load_and_grace_exceeds_tgi_drain() ->
     longer = tgi_container(
         render_colour_deployment(make_spec(), "blue", startup_timeout_seconds=3600)
     )
-    assert longer["startupProbe"]["failureThreshold"] == 360
+    assert longer["startupProbe"]["failureThreshold"] == 1800  # 3600 s at one probe per 2 s
 
 
 def test_pod_reads_weights_offline_from_the_pvc_with_shared_memory() -> None:

@@ -276,8 +276,11 @@ def test_worker_killed_in_every_step_and_the_reconciler_finishes(fleet: Fleet) -
 
         if state in (S.SCALE_DOWN_DELAY, S.SCALING_DOWN) and not rollout.previous_colour:
             pytest.fail("the first rollout has no old side; kill states need an old side")
-        current = rollout
-        wait_for(in_step, 120, describe=lambda: f"{current.state} {list(current.events.all())}")
+
+        def describe(rollout: Rollout = rollout) -> str:
+            return f"{rollout.state} {list(rollout.events.all())}"
+
+        wait_for(in_step, 120, describe=describe)
         time.sleep(1)  # inside the chaos pause: side effects done, state not yet saved
         victim.kill()
         victim = fleet.pool.start(beat=True)  # still pausing: later kills need the window too

@@ -374,3 +374,186 @@ ROUTES: list[Route] = [
     ),
     Route("api-hub-token", "delete", writes(204, least="owner_a", api=True), tenant_a),
 ]
+
+
+# --- deployments (appended with the deployments UI and API) --------------------------------
+
+
+def deployment_in_a(world: Any) -> dict[str, Any]:
+    return {"tenant_slug": world.tenant_a.slug, "pk": world.objects["deployment_a"].pk}
+
+
+def other_deployment(world: Any) -> dict[str, Any]:
+    return {"tenant_slug": world.tenant_a.slug, "pk": world.objects["deployment_b"].pk}
+
+
+def deployment_child(world: Any) -> dict[str, Any]:
+    return {"tenant_slug": world.tenant_a.slug, "deployment_pk": world.objects["deployment_a"].pk}
+
+
+def deployment_action(action: str) -> Kwargs:
+    return lambda world: {**deployment_in_a(world), "action": action}
+
+
+def _rollout_a(world: Any) -> Any:
+    """A revision and rollout of tenant A's deployment, made on first use (no cluster)."""
+    from deployments.models import DeploymentRevision, Rollout
+
+    if "rollout_a" not in world.objects:
+        deployment = world.objects["deployment_a"]
+        revision = DeploymentRevision.objects.create(
+            deployment=deployment,
+            number=1,
+            model_revision=deployment.model.current_revision,
+            tier=deployment.tier,
+            max_input_tokens=1024,
+            max_total_tokens=2048,
+            max_batch_prefill_tokens=1074,
+        )
+        world.objects["rollout_a"] = Rollout.objects.create(
+            deployment=deployment, revision=revision, colour="blue"
+        )
+    return world.objects["rollout_a"]
+
+
+def rollout_in_a(world: Any) -> dict[str, Any]:
+    return {**deployment_in_a(world), "rollout_pk": _rollout_a(world).pk}
+
+
+def api_rollout_in_a(world: Any) -> dict[str, Any]:
+    return {**deployment_child(world), "pk": _rollout_a(world).pk}
+
+
+NOT_IN_A = {"owner_a": 404, "maintainer_a": 404, "viewer_a": 404, "admin": 404}
+# Refused before admission reaches the cluster: max_input_tokens must be below max_total_tokens.
+BAD_LIMITS = {"max_input_tokens": 4096, "max_total_tokens": 2048}
+
+ROUTES += [
+    # The wizard is for those who may deploy; a name that is not a DNS label is refused (422).
+    Route("deployment-create", "get", writes(200, least="maintainer_a", api=False), tenant_a),
+    Route(
+        "deployment-create",
+        "post",
+        writes(422, least="maintainer_a", api=False),
+        tenant_a,
+        {"name": "Not_A_Label", "tier": "l4", "replicas": 1},
+    ),
+    Route("deployment-detail", "get", UI_READ, deployment_in_a),
+    Route(
+        "deployment-detail",
+        "get",
+        {**UI_READ, **NOT_IN_A},
+        other_deployment,
+        note="other tenant's deployment",
+    ),
+    Route("deployment-rollout", "get", UI_READ, rollout_in_a),
+    # No rollout runs: promote is refused (422 shown in the rollout panel).
+    Route(
+        "deployment-action",
+        "post",
+        writes(422, least="maintainer_a", api=False),
+        deployment_action("promote"),
+    ),
+    Route(
+        "deployment-action",
+        "post",
+        {**writes(404, least="maintainer_a", api=False), "viewer_a": 403},
+        lambda w: {**other_deployment(w), "action": "abort"},
+        note="other tenant's deployment",
+    ),
+    # The world's deployment has no revision, so deleting it needs no cluster call.
+    Route(
+        "deployment-action",
+        "post",
+        writes(302, least="maintainer_a", api=False),
+        deployment_action("delete"),
+        note="delete",
+    ),
+    Route("api-tier-list", "get", {**API_READ, "owner_b": 200}),
+    # Live capacity: reads the local cluster (503 with the standard body when it is down).
+    Route("api-node-pool-list", "get", {**API_READ, "owner_b": 200}),
+    Route("api-deployment-list", "get", API_READ, tenant_a),
+    Route(
+        "api-deployment-list",
+        "post",
+        writes(400, least="maintainer_a", api=True),
+        tenant_a,
+        {"name": "chat", "model": 0, "tier": "l4"},
+        json=True,
+    ),
+    Route("api-deployment-detail", "get", API_READ, deployment_in_a),
+    Route(
+        "api-deployment-detail",
+        "get",
+        {**API_READ, **NOT_IN_A},
+        other_deployment,
+        note="other tenant's deployment",
+    ),
+    Route(
+        "api-deployment-detail",
+        "patch",
+        writes(400, least="maintainer_a", api=True),
+        deployment_in_a,
+        BAD_LIMITS,
+        json=True,
+    ),
+    Route(
+        "api-deployment-detail",
+        "delete",
+        writes(204, least="maintainer_a", api=True),
+        deployment_in_a,
+    ),
+    # Nothing to promote, abort or roll back: 409 for those allowed to ask.
+    Route(
+        "api-deployment-promote",
+        "post",
+        writes(409, least="maintainer_a", api=True),
+        deployment_in_a,
+    ),
+    Route(
+        "api-deployment-abort", "post", writes(409, least="maintainer_a", api=True), deployment_in_a
+    ),
+    Route(
+        "api-deployment-rollback",
+        "post",
+        writes(409, least="maintainer_a", api=True),
+        deployment_in_a,
+    ),
+    Route(
+        "api-deployment-promote",
+        "post",
+        {**writes(404, least="maintainer_a", api=True), "viewer_a": 403},
+        other_deployment,
+        note="other tenant's deployment",
+    ),
+    Route("api-revision-list", "get", API_READ, deployment_child),
+    Route("api-rollout-list", "get", API_READ, deployment_child),
+    Route(
+        "api-rollout-list",
+        "get",
+        {**API_READ, **NOT_IN_A},
+        lambda w: {"tenant_slug": w.tenant_a.slug, "deployment_pk": w.objects["deployment_b"].pk},
+        note="other tenant's deployment",
+    ),
+    # Revision 99 does not exist: refused before admission.
+    Route(
+        "api-rollout-list",
+        "post",
+        writes(400, least="maintainer_a", api=True),
+        deployment_child,
+        {"revision": 99},
+        json=True,
+    ),
+    Route("api-rollout-detail", "get", API_READ, api_rollout_in_a),
+    Route(
+        "api-rollout-detail",
+        "get",
+        {**API_READ, **NOT_IN_A},
+        lambda w: {
+            "tenant_slug": w.tenant_a.slug,
+            "deployment_pk": w.objects["deployment_b"].pk,
+            "pk": _rollout_a(w).pk,
+        },
+        note="rollout under another tenant's deployment",
+    ),
+]

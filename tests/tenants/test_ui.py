@@ -60,9 +60,9 @@ def test_dashboard_shows_quota_usage_bars(world: World) -> None:
         .get(reverse("tenant-dashboard", args=["alpha"]))
         .content.decode()
     )
-    # the world has one deployment of 1 replica with 1 GPU against a quota of 8 GPUs
-    assert 'aria-label="GPUs" aria-valuenow="12"' in page
-    assert "1 / 8" in page
+    # the world's deployment has never been rolled out: no GPUs in use, 1 of 5 deployments
+    assert 'aria-label="GPUs" aria-valuenow="0"' in page
+    assert 'aria-label="Deployments" aria-valuenow="20"' in page
     assert "Deployments" in page and "Tokens per minute" in page
 
 

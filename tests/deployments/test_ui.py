@@ -1,0 +1,295 @@
+"""The deployments UI: list, deploy wizard with refusals on the right field, deployment page."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.urls import reverse
+
+from deployments.choices import RolloutState
+from deployments.models import Deployment
+from portal import kube
+from tests.deployments.test_api import a_rollout, acknowledge
+from tests.fixtures.personas import World
+
+HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def no_cluster(settings: Any, tmp_path: Path) -> Any:
+    """Point the portal at an API server that is not there."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "x"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    settings.KUBECONFIG = str(kubeconfig)
+    kube.api_client.cache_clear()
+    yield
+    kube.api_client.cache_clear()
+
+
+def wizard_url(world: World) -> str:
+    return reverse("deployment-create", args=[world.tenant_a.slug])
+
+
+def detail_url(world: World, deployment: Deployment | None = None) -> str:
+    deployment = deployment or world.objects["deployment_a"]
+    return reverse("deployment-detail", args=[world.tenant_a.slug, deployment.pk])
+
+
+def field_errors(html: str) -> dict[str, str]:
+    return dict(re.findall(r'class="field-error" data-field="(\w+)">([^<]*)<', html))
+
+
+def wizard_data(world: World, **overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "chat",
+        "model": world.objects["model_a"].pk,
+        "tier": "l4",
+        "quantize": "",
+        "max_input_tokens": 1024,
+        "max_total_tokens": 2048,
+        "max_concurrent_requests": 128,
+        "replicas": 1,
+        "queue_size_target": 4,
+        "promotion": "automatic",
+        "promote_after_seconds": 0,
+    } | overrides
+
+
+# --- list ----------------------------------------------------------------------------------
+
+
+def test_list_shows_serving_side_rollout_state_and_gpus(world: World) -> None:
+    deployment = world.objects["deployment_a"]
+    rollout = a_rollout(deployment, state=RolloutState.COMPLETED)
+    Deployment.objects.filter(pk=deployment.pk).update(
+        active_revision=rollout.revision, active_colour="blue"
+    )
+    page = world.client_for("maintainer_a").get(
+        reverse("deployment-list", args=[world.tenant_a.slug])
+    )
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert f'href="{detail_url(world)}"' in html
+    assert "colour-blue" in html and "revision 1" in html
+    assert 'class="state state-completed"' in html
+    assert re.search(r'<td class="num">1</td>', html)  # one GPU held by the blue side
+    assert f'href="{wizard_url(world)}"' in html
+    viewer = world.client_for("viewer_a").get(reverse("deployment-list", args=["alpha"]))
+    assert "New deployment" not in viewer.content.decode()
+
+
+# --- the wizard ----------------------------------------------------------------------------
+
+
+def test_wizard_shows_blockers_fit_valid_quantizations_and_the_review(
+    world: World, no_cluster: None
+) -> None:
+    client = world.client_for("maintainer_a")
+    params = {"model": world.objects["model_a"].pk, "tier": "l4", "replicas": 2}
+    response = client.get(wizard_url(world), params, **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in html and html.lstrip().startswith('<div id="wizard"')
+    assert "a tenant owner must acknowledge the Creative Commons Non-Commercial" in html
+    # The fit table is the tier picker; tiers outside the quota cannot be picked.
+    assert 'data-testid="fit-table"' in html
+    assert re.search(r'value="l4"\s+checked', html)
+    assert re.search(r'value="a100-80g"\s+disabled', html)
+    # A plain 16-bit checkpoint: only on-the-fly quantizations are offered.
+    quantize = re.search(r'<select name="quantize".*?</select>', html, re.S)
+    assert quantize is not None
+    options = re.findall(r'<option value="([^"]*)"', quantize.group(0))
+    assert "" in options and "bitsandbytes" in options and "awq" not in options
+    # Review: quota impact and pool headroom (unknown without a cluster).
+    assert '<span class="mono" data-testid="quota-impact">0 + 2 / 8</span>' in html
+    assert "Node pool headroom unknown" in html
+
+
+@pytest.mark.cluster
+def test_wizard_review_shows_the_node_pools_free_gpus(world: World, portal_kube: None) -> None:
+    params = {"model": world.objects["model_a"].pk, "tier": "l4"}
+    html = world.client_for("maintainer_a").get(wizard_url(world), params).content.decode()
+    assert re.search(r"\d+ free / 3 GPUs", html)
+    assert "Room for <strong>" in html
+
+
+def test_wizard_is_for_maintainers(world: World) -> None:
+    assert world.client_for("viewer_a").get(wizard_url(world)).status_code == 403
+    assert world.client_for("owner_b").get(wizard_url(world)).status_code == 404
+
+
+def test_deploy_refusals_land_on_their_fields(world: World) -> None:
+    client = world.client_for("maintainer_a")
+    response = client.post(wizard_url(world), wizard_data(world), **HTMX)
+    assert response.status_code == 422
+    assert "acknowledge" in field_errors(response.content.decode())["model"]
+    acknowledge(world)
+    cases: dict[str, dict[str, Any]] = {
+        "name": {"name": "Chat_Bot"},
+        "max_input_tokens": {"max_input_tokens": 4096, "max_total_tokens": 4096},
+        "replicas": {"replicas": 9},
+        "tier": {"tier": "a100-80g"},
+    }
+    for field, overrides in cases.items():
+        response = client.post(wizard_url(world), wizard_data(world, **overrides), **HTMX)
+        assert response.status_code == 422, field
+        assert field in field_errors(response.content.decode()), (field, response.content)
+    assert not Deployment.objects.filter(name="chat").exists()
+
+
+def test_wizard_without_htmx_renders_the_whole_page_on_refusal(world: World) -> None:
+    response = world.client_for("maintainer_a").post(
+        wizard_url(world), wizard_data(world, name="alpha-chat")
+    )
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "<html" in html
+    assert "already exists" in field_errors(html)["name"]
+
+
+@pytest.mark.cluster
+def test_deploy_creates_the_deployment_and_goes_to_its_page(
+    world: World, cluster_tenant: Any
+) -> None:
+    acknowledge(world)
+    client = world.client_for("maintainer_a")
+    response = client.post(wizard_url(world), wizard_data(world), **HTMX)
+    assert response.status_code == 204, response.content
+    deployment = Deployment.objects.get(tenant=world.tenant_a, name="chat")
+    assert response["HX-Location"] == detail_url(world, deployment)
+    page = client.get(response["HX-Location"]).content.decode()
+    assert 'data-state="pending"' in page and 'hx-trigger="every 2s"' in page
+
+
+# --- the deployment page -------------------------------------------------------------------
+
+
+def test_page_shows_spec_endpoint_and_live_rollout_progress(world: World) -> None:
+    deployment = world.objects["deployment_a"]
+    a_rollout(deployment, state=RolloutState.WAITING_READY, ready_replicas=0)
+    html = world.client_for("viewer_a").get(detail_url(world)).content.decode()
+    assert "tgi-alpha-chat.tenant-alpha.svc" in html
+    assert 'hx-trigger="every 2s"' in html
+    current = re.findall(r'<li class="step-current" data-step="(\w+)"', html)
+    assert current == ["waiting_ready"]
+    assert len(re.findall(r'<li class="step-done"', html)) == 3
+    assert 'aria-valuenow="30"' in html
+    assert "0 / 1</strong> ready" in html
+    assert 'data-testid="timeline"' in html and "entered creating" in html
+    # A viewer sees no buttons.
+    assert "Promote" not in html and "Abort" not in html and "Delete deployment" not in html
+
+
+def test_polling_returns_only_the_panel_and_stops_when_terminal(world: World) -> None:
+    deployment = world.objects["deployment_a"]
+    rollout = a_rollout(
+        deployment,
+        state=RolloutState.FAILED,
+        failure_reason="the new side never became ready",
+        remedy="read the pod logs",
+    )
+    url = reverse("deployment-rollout", args=[world.tenant_a.slug, deployment.pk, rollout.pk])
+    response = world.client_for("viewer_a").get(url, **HTMX)
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="rollout-panel"')
+    assert "hx-trigger" not in html  # terminal: polling stops
+    assert "the new side never became ready" in html and "read the pod logs" in html
+    assert re.findall(r'<li class="step-failed" data-step="(\w+)"', html) == ["creating"]
+
+
+def test_buttons_follow_the_state_and_the_role(world: World) -> None:
+    deployment = world.objects["deployment_a"]
+    a_rollout(deployment, state=RolloutState.AWAITING_PROMOTION)
+    html = world.client_for("maintainer_a").get(detail_url(world)).content.decode()
+    assert "Promote blue" in html and "Abort" in html
+    assert "Roll back" not in html  # a first rollout has no previous side
+    assert "Deploy this revision" not in html  # a rollout is running
+
+
+def test_promote_from_the_page(world: World) -> None:
+    deployment = world.objects["deployment_a"]
+    rollout = a_rollout(deployment, state=RolloutState.AWAITING_PROMOTION)
+    url = reverse("deployment-action", args=[world.tenant_a.slug, deployment.pk, "promote"])
+    response = world.client_for("maintainer_a").post(url, **HTMX)
+    assert response.status_code == 204 and response["HX-Location"] == detail_url(world)
+    rollout.refresh_from_db()
+    assert rollout.promotion_requested
+
+
+def test_refused_actions_show_their_reason_in_the_panel(world: World) -> None:
+    deployment = world.objects["deployment_a"]
+    client = world.client_for("maintainer_a")
+    url = reverse("deployment-action", args=[world.tenant_a.slug, deployment.pk, "rollback"])
+    response = client.post(url, **HTMX)
+    assert response.status_code == 422
+    assert 'data-testid="action-error"' in response.content.decode()
+    assert "only possible while the previous side is on standby" in response.content.decode()
+    # Redeploying a revision of a model with blockers is refused before the cluster.
+    a_rollout(deployment, state=RolloutState.COMPLETED)
+    url = reverse("deployment-action", args=[world.tenant_a.slug, deployment.pk, "deploy"])
+    response = client.post(url, {"revision": 1}, **HTMX)
+    assert response.status_code == 422
+    assert "acknowledge" in response.content.decode()
+
+
+def test_delete_from_the_page(world: World) -> None:
+    deployment = world.objects["deployment_a"]
+    url = reverse("deployment-action", args=[world.tenant_a.slug, deployment.pk, "delete"])
+    response = world.client_for("maintainer_a").post(url)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("deployment-list", args=[world.tenant_a.slug])
+    assert not Deployment.objects.filter(pk=deployment.pk).exists()
+
+
+def test_other_tenants_deployment_is_not_found(world: World) -> None:
+    other = world.objects["deployment_b"]
+    url = reverse("deployment-detail", args=[world.tenant_a.slug, other.pk])
+    assert world.client_for("owner_a").get(url).status_code == 404
+
+
+# --- the admin console ---------------------------------------------------------------------
+
+
+def test_platform_admin_manages_tiers_with_capacity_shown_read_only(
+    world: World, no_cluster: None
+) -> None:
+    from deployments.models import Tier
+
+    client = world.client_for("admin")
+    listing = client.get(reverse("admin:deployments_tier_changelist"), {"q": "a100"})
+    html = listing.content.decode()
+    assert listing.status_code == 200
+    assert "a100-80g-x2" in html and "h100-80g-x4" not in html
+    assert "cluster unreachable" in html
+    tier = Tier.objects.get(slug="l4")
+    change = client.get(reverse("admin:deployments_tier_change", args=[tier.pk]))
+    assert change.status_code == 200
+    assert "the cluster is unreachable; capacity unknown" in change.content.decode()
+    assert (
+        world.client_for("owner_a").get(reverse("admin:deployments_tier_changelist")).status_code
+        == 302
+    )
+
+
+@pytest.mark.cluster
+def test_tier_admin_shows_live_pool_capacity(world: World, portal_kube: None) -> None:
+    from deployments.models import Tier
+
+    tier = Tier.objects.get(slug="l4")
+    page = world.client_for("admin").get(reverse("admin:deployments_tier_change", args=[tier.pk]))
+    assert re.search(r"3 nodes \(NVIDIA-L4\): 3 GPUs allocatable", page.content.decode())
