@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
 from deployments import rollout
+from deployments.reconcile import reconcile_pass
 
 # Polls are short and chained: a countdown longer than the broker's visibility timeout would
 # run twice, and a long one would slow the rollout down for nothing.
@@ -20,9 +23,13 @@ def advance_rollout(rollout_id: int) -> None:
 
 
 @shared_task(name="deployments.tasks.reconcile_rollouts")
-def reconcile_rollouts() -> list[int]:
-    """Level-triggered: re-drive every unfinished rollout that no worker is driving."""
-    stalled = rollout.needs_driving()
-    for rollout_id in stalled:
+def reconcile_rollouts() -> dict[str, Any]:
+    """Level-triggered: re-drive unfinished rollouts nobody drives, repair drifted deployments."""
+    report = reconcile_pass()
+    for rollout_id in report.stalled_rollouts:
         advance_rollout.delay(rollout_id)
-    return stalled
+    return {
+        "stalled": report.stalled_rollouts,
+        "checked": report.checked,
+        "repaired": report.repaired,
+    }

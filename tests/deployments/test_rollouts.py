@@ -123,3 +123,36 @@ def test_deleting_a_deployment_removes_all_its_objects(fleet: Fleet) -> None:
         return found
 
     wait_for(lambda: not leftovers(), 60, describe=lambda: leftovers())
+
+
+def test_reconciler_repairs_a_deleted_serving_side(fleet: Fleet) -> None:
+    """Level-triggered: someone deletes the serving Deployment and flips the Service; the next
+    reconciler pass (beat, every second here) puts both back from the active revision."""
+    from tests.fixtures.cluster import wait_for
+
+    deployment, rollout = fleet.deploy()
+    fleet.wait_state(rollout, S.COMPLETED)
+    ns = fleet.tenant.namespace
+    fleet.k8s.apps.delete_namespaced_deployment("tgi-chat-blue", ns)
+    fleet.k8s.core.patch_namespaced_service(
+        "tgi-chat", ns, {"spec": {"selector": {"inference.portal/colour": "green"}}}
+    )
+
+    def repaired() -> bool:
+        serving = fleet.k8s.apps.list_namespaced_deployment(
+            ns, label_selector="inference.portal/deployment=chat"
+        ).items
+        return [d.metadata.name for d in serving] == ["tgi-chat-blue"] and active_selector(
+            fleet, "chat"
+        )["inference.portal/colour"] == "blue"
+
+    wait_for(repaired, 60, describe="the reconciler to restore the blue side")
+    wait_for(
+        lambda: ready_endpoint_ips(ns, "tgi-chat"), 60, describe="the restored side to be ready"
+    )
+    from tenants.models import AuditEvent
+
+    event = AuditEvent.objects.filter(
+        action="deployment.repair", target_id=str(deployment.pk)
+    ).first()
+    assert event is not None and any("missing" in d for d in event.changes["drift"])

@@ -1,0 +1,159 @@
+"""Benchmark (b): 200 tenants, 1,000 deployments, 500 GPU nodes.
+
+Measures a full reconciler pass (stalled rollouts + drift of every settled deployment against
+the cluster) and the deployment list API's latency and query count.
+
+Run: .venv/bin/python -m bench.rollouts.scale
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from deployments.rendering import OwnerRef
+
+from bench.rollouts.common import ROOT, bench_environment, bench_tenant, percentile
+
+RESULTS = ROOT / "bench" / "results" / "rollout_scale.json"
+TENANTS, DEPLOYMENTS, NODES = 200, 1000, 500
+BIG_TENANT_DEPLOYMENTS = 204  # one tenant holds many rows; the others 4 each
+PLACEHOLDER_OWNER = OwnerRef("v1", "ConfigMap", "bench", "00000000-0000-0000-0000-000000000000")
+
+
+def main() -> None:
+    with bench_environment():
+        from django.contrib.auth import get_user_model
+        from django.db import connection, reset_queries
+        from django.test import Client
+        from django.test.utils import CaptureQueriesContext
+
+        from bench.cluster.scale import bench_node_manifests, cleanup
+        from deployments.models import Deployment, DeploymentRevision, Tier
+        from deployments.reconcile import reconcile_pass
+        from deployments.rendering import render_colour_deployment, render_services
+        from deployments.specs import serving_spec
+        from models_registry.models import ModelRevision, RegisteredModel
+        from portal import kube
+
+        from kubernetes.client.exceptions import ApiException
+
+        started = time.perf_counter()
+        core = kube.core()
+        for node in bench_node_manifests(NODES):
+            try:  # created, not applied: a node's status (GPU capacity) is only taken on create
+                core.create_node(node)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+        print(f"{NODES} nodes applied in {time.perf_counter() - started:.1f} s", flush=True)
+        from deployments.services import ensure_default_tiers
+
+        ensure_default_tiers()
+        tier = Tier.objects.get(slug="a100-80g")
+        suffix = uuid.uuid4().hex[:4]
+        manifests: list[dict[str, Any]] = []
+        tenants = []
+        for index in range(TENANTS):
+            count = BIG_TENANT_DEPLOYMENTS if index == 0 else 4
+            tenant, actor = bench_tenant(f"t{index}-{suffix}", f"bench-{suffix}-{index}")
+            tenants.append((tenant, count))
+            model = RegisteredModel.objects.create(tenant=tenant, repo_id="org/model")
+            model.current_revision = ModelRevision.objects.create(
+                model=model,
+                commit_sha="a" * 40,
+                requested_revision="main",
+                pipeline_tag="text-generation",
+                parameters_by_dtype={"BF16": 7_000_000_000},
+                num_hidden_layers=32,
+                num_key_value_heads=8,
+                head_dim=128,
+                context_length=8192,
+            )
+            model.save()
+            kube.apply(kube.namespace_manifest(tenant.namespace, {}))
+            for number in range(count):
+                deployment = Deployment.objects.create(
+                    tenant=tenant,
+                    name=f"d{number}",
+                    tier=tier,
+                    model=model,
+                    active_colour="blue",
+                    replicas=0,
+                )
+                revision = DeploymentRevision.objects.create(
+                    deployment=deployment,
+                    number=1,
+                    model_revision=model.current_revision,
+                    tier=tier,
+                    max_input_tokens=1024,
+                    max_total_tokens=2048,
+                    max_batch_prefill_tokens=1074,
+                    replicas=1,
+                )
+                Deployment.objects.filter(pk=deployment.pk).update(active_revision=revision)
+                # Owner references are dropped below: these objects stand alone.
+                spec = replace(serving_spec(revision), owner=PLACEHOLDER_OWNER)
+                workload = render_colour_deployment(spec, "blue", include_replicas=False)
+                workload["spec"]["replicas"] = 0  # the objects, without 1,000 TGI processes
+                workload["metadata"].pop("ownerReferences", None)
+                active, _ = render_services(spec, "blue")
+                active["metadata"].pop("ownerReferences", None)
+                manifests += [workload, active]
+        assert Deployment.objects.count() == DEPLOYMENTS, Deployment.objects.count()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(kube.apply, manifests))
+        print(
+            f"{len(manifests)} objects applied in {time.perf_counter() - started:.1f} s", flush=True
+        )
+
+        passes = []
+        for _ in range(3):
+            report = reconcile_pass(repair=False)
+            passes.append(report.seconds)
+            assert report.checked == DEPLOYMENTS and not report.repaired, report
+        print(f"reconciler passes: {passes}", flush=True)
+
+        user = get_user_model().objects.get(username="bench")
+        client = Client()
+        client.force_login(user)
+        big, small = tenants[0][0], tenants[1][0]
+        queries = {}
+        for tenant, label in ((small, "4 rows"), (big, "50 rows")):
+            reset_queries()  # the capture diffs a log capped at 9,000 entries
+            with CaptureQueriesContext(connection) as captured:
+                response = client.get(
+                    f"/api/v1/tenants/{tenant.slug}/deployments/", {"page_size": 50}
+                )
+            assert response.status_code == 200, response.content[:300]
+            queries[label] = len(captured.captured_queries)
+        latencies = []
+        for _ in range(100):
+            begin = time.perf_counter()
+            client.get(f"/api/v1/tenants/{big.slug}/deployments/", {"page_size": 50})
+            latencies.append((time.perf_counter() - begin) * 1000)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda t: kube.delete("v1", "Namespace", t[0].namespace), tenants))
+        cleanup(kube.core())
+    result = {
+        "tenants": TENANTS,
+        "deployments": DEPLOYMENTS,
+        "gpu_nodes": NODES,
+        "reconciler_pass_seconds": passes,
+        "reconciler_pass_max_seconds": max(passes),
+        "list_api_ms_p50": statistics.median(latencies),
+        "list_api_ms_p95": percentile(latencies, 0.95),
+        "list_api_queries": queries,
+    }
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The level-triggered reconciler: converge PostgreSQL's intent and the cluster's state.
+
+One pass (a) re-drives every unfinished rollout that no worker is driving and (b) checks every
+settled deployment against the cluster — its serving colour's Deployment exists and its active
+Service selects that colour — with one LIST per kind whatever the number of deployments, and
+re-applies what drifted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kubernetes import client
+
+from deployments import rollout as engine
+from deployments.choices import ACTIVE_STATES
+from deployments.models import Deployment, Rollout
+from deployments.rendering import active_service_name, colour_name, render_colour_deployment
+from deployments.rendering.meta import root_name
+from deployments.specs import serving_spec
+from portal import kube
+from tenants import audit
+from tenants.audit import Actor
+
+log = logging.getLogger(__name__)
+MANAGED = "app.kubernetes.io/managed-by=inference-portal"
+PAGE = 500
+
+
+@dataclass
+class ReconcileReport:
+    stalled_rollouts: list[int] = field(default_factory=list)
+    checked: int = 0
+    repaired: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _list_all(list_call: Any) -> list[Any]:
+    items: list[Any] = []
+    token = None
+    while True:
+        page = list_call(label_selector=MANAGED, limit=PAGE, _continue=token)
+        items.extend(page.items)
+        token = page.metadata._continue
+        if not token:
+            return items
+
+
+def reconcile_pass(repair: bool = True) -> ReconcileReport:
+    started = time.perf_counter()
+    report = ReconcileReport(stalled_rollouts=engine.needs_driving())
+    rolling = set(
+        Rollout.objects.filter(state__in=ACTIVE_STATES).values_list("deployment_id", flat=True)
+    )
+    settled = (
+        Deployment.objects.filter(active_colour__in=["blue", "green"], deleting=False)
+        .exclude(pk__in=rolling)
+        .select_related(
+            "tenant__quota", "active_revision__tier", "active_revision__model_revision__model"
+        )
+    )
+    apps = client.AppsV1Api(kube.api_client())
+    existing = {
+        (d.metadata.namespace, d.metadata.name)
+        for d in _list_all(apps.list_deployment_for_all_namespaces)
+    }
+    selectors = {
+        (s.metadata.namespace, s.metadata.name): (s.spec.selector or {})
+        for s in _list_all(kube.core().list_service_for_all_namespaces)
+    }
+    actor = Actor.system("deployments.reconcile")
+    for deployment in settled:
+        report.checked += 1
+        revision = deployment.active_revision
+        if revision is None:
+            continue
+        namespace, colour = deployment.tenant.namespace, deployment.active_colour
+        spec = serving_spec(revision)
+        workload = colour_name(spec, colour)  # type: ignore[arg-type,unused-ignore]
+        service = active_service_name(spec)
+        drift = []
+        if (namespace, workload) not in existing:
+            drift.append(f"Deployment/{workload} is missing")
+        if selectors.get((namespace, service), {}).get("inference.portal/colour") != colour:
+            drift.append(f"Service/{service} does not select the {colour} side")
+        if not drift or not repair:
+            report.repaired.extend(f"{namespace}/{d}" for d in drift)
+            continue
+        _repair(deployment, spec, colour)
+        report.repaired.extend(f"{namespace}/{d}" for d in drift)
+        audit.record(
+            actor,
+            "deployment.repair",
+            deployment,
+            tenant=deployment.tenant,
+            changes={"drift": drift},
+        )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _repair(deployment: Deployment, spec: Any, colour: str) -> None:
+    """Re-apply the serving side and its Service from the active revision (idempotent)."""
+    from deployments.rendering import OwnerRef, render_services
+
+    if deployment.root_uid:
+        spec = replace(
+            spec,
+            owner=OwnerRef(
+                api_version="v1", kind="ConfigMap", name=root_name(spec), uid=deployment.root_uid
+            ),
+        )
+    kube.apply(render_colour_deployment(spec, colour))  # type: ignore[arg-type]
+    active, _ = render_services(spec, colour)  # type: ignore[arg-type]
+    kube.apply(active)
