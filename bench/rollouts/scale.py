@@ -16,9 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from deployments.rendering import OwnerRef
-
 from bench.rollouts.common import ROOT, bench_environment, bench_tenant, percentile
+from deployments.rendering import OwnerRef
 
 RESULTS = ROOT / "bench" / "results" / "rollout_scale.json"
 TENANTS, DEPLOYMENTS, NODES = 200, 1000, 500
@@ -32,6 +31,7 @@ def main() -> None:
         from django.db import connection, reset_queries
         from django.test import Client
         from django.test.utils import CaptureQueriesContext
+        from kubernetes.client.exceptions import ApiException
 
         from bench.cluster.scale import bench_node_manifests, cleanup
         from deployments.models import Deployment, DeploymentRevision, Tier
@@ -41,13 +41,11 @@ def main() -> None:
         from models_registry.models import ModelRevision, RegisteredModel
         from portal import kube
 
-        from kubernetes.client.exceptions import ApiException
-
         started = time.perf_counter()
         core = kube.core()
         for node in bench_node_manifests(NODES):
             try:  # created, not applied: a node's status (GPU capacity) is only taken on create
-                core.create_node(node)
+                core.create_node(node)  # type: ignore[arg-type]
             except ApiException as error:
                 if error.status != 409:
                     raise
@@ -61,7 +59,7 @@ def main() -> None:
         tenants = []
         for index in range(TENANTS):
             count = BIG_TENANT_DEPLOYMENTS if index == 0 else 4
-            tenant, actor = bench_tenant(f"t{index}-{suffix}", f"bench-{suffix}-{index}")
+            tenant, _ = bench_tenant(f"t{index}-{suffix}", f"bench-{suffix}-{index}")
             tenants.append((tenant, count))
             model = RegisteredModel.objects.create(tenant=tenant, repo_id="org/model")
             model.current_revision = ModelRevision.objects.create(

@@ -7,105 +7,259 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ModelRevision',
+            name="ModelRevision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('commit_sha', models.CharField(max_length=40)),
-                ('requested_revision', models.CharField(max_length=200)),
-                ('pipeline_tag', models.CharField(blank=True, max_length=64)),
-                ('library_name', models.CharField(blank=True, max_length=64)),
-                ('architectures', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=100), blank=True, default=list, size=None)),
-                ('model_type', models.CharField(blank=True, max_length=64)),
-                ('license', models.CharField(blank=True, max_length=64)),
-                ('license_family', models.CharField(blank=True, help_text='Restricted licence family needing acknowledgement.', max_length=32)),
-                ('gated', models.CharField(blank=True, choices=[('', 'Not gated'), ('auto', 'Gated (automatic approval)'), ('manual', 'Gated (manual approval)')], max_length=8)),
-                ('private', models.BooleanField(default=False)),
-                ('parameters_by_dtype', models.JSONField(blank=True, default=dict)),
-                ('total_parameters', models.BigIntegerField(default=0)),
-                ('weights_bytes', models.BigIntegerField(default=0, help_text='Size of the weight files.')),
-                ('context_length', models.PositiveIntegerField(blank=True, null=True)),
-                ('num_hidden_layers', models.PositiveIntegerField(blank=True, null=True)),
-                ('num_attention_heads', models.PositiveIntegerField(blank=True, null=True)),
-                ('num_key_value_heads', models.PositiveIntegerField(blank=True, null=True)),
-                ('head_dim', models.PositiveIntegerField(blank=True, null=True)),
-                ('hidden_size', models.PositiveIntegerField(blank=True, null=True)),
-                ('torch_dtype', models.CharField(blank=True, max_length=16)),
-                ('quantization_method', models.CharField(blank=True, max_length=32)),
-                ('quantization_bits', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('requires_custom_code', models.BooleanField(default=False)),
-                ('custom_code_reason', models.CharField(blank=True, max_length=300)),
-                ('files', models.JSONField(blank=True, default=list)),
-                ('config', models.JSONField(blank=True, default=dict, help_text='The full config.json.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("commit_sha", models.CharField(max_length=40)),
+                ("requested_revision", models.CharField(max_length=200)),
+                ("pipeline_tag", models.CharField(blank=True, max_length=64)),
+                ("library_name", models.CharField(blank=True, max_length=64)),
+                (
+                    "architectures",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=100),
+                        blank=True,
+                        default=list,
+                        size=None,
+                    ),
+                ),
+                ("model_type", models.CharField(blank=True, max_length=64)),
+                ("license", models.CharField(blank=True, max_length=64)),
+                (
+                    "license_family",
+                    models.CharField(
+                        blank=True,
+                        help_text="Restricted licence family needing acknowledgement.",
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "gated",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Not gated"),
+                            ("auto", "Gated (automatic approval)"),
+                            ("manual", "Gated (manual approval)"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("private", models.BooleanField(default=False)),
+                ("parameters_by_dtype", models.JSONField(blank=True, default=dict)),
+                ("total_parameters", models.BigIntegerField(default=0)),
+                (
+                    "weights_bytes",
+                    models.BigIntegerField(default=0, help_text="Size of the weight files."),
+                ),
+                ("context_length", models.PositiveIntegerField(blank=True, null=True)),
+                ("num_hidden_layers", models.PositiveIntegerField(blank=True, null=True)),
+                ("num_attention_heads", models.PositiveIntegerField(blank=True, null=True)),
+                ("num_key_value_heads", models.PositiveIntegerField(blank=True, null=True)),
+                ("head_dim", models.PositiveIntegerField(blank=True, null=True)),
+                ("hidden_size", models.PositiveIntegerField(blank=True, null=True)),
+                ("torch_dtype", models.CharField(blank=True, max_length=16)),
+                ("quantization_method", models.CharField(blank=True, max_length=32)),
+                ("quantization_bits", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("requires_custom_code", models.BooleanField(default=False)),
+                ("custom_code_reason", models.CharField(blank=True, max_length=300)),
+                ("files", models.JSONField(blank=True, default=list)),
+                (
+                    "config",
+                    models.JSONField(blank=True, default=dict, help_text="The full config.json."),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-created_at', '-id'),
+                "ordering": ("-created_at", "-id"),
             },
         ),
         migrations.CreateModel(
-            name='RegisteredModel',
+            name="RegisteredModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('repo_id', models.CharField(help_text='Hub repository id, e.g. org/name.', max_length=200)),
-                ('requested_revision', models.CharField(default='main', help_text='Branch, tag or commit asked for.', max_length=200)),
-                ('access_status', models.CharField(choices=[('ok', 'Accessible'), ('lost', 'Access lost'), ('unchecked', 'Not checked')], default='ok', max_length=16)),
-                ('access_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('access_detail', models.CharField(blank=True, max_length=300)),
-                ('license_acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('remote_code_approved_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('current_revision', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='models_registry.modelrevision')),
-                ('license_acknowledged_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('registered_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('remote_code_approved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='%(app_label)s_%(class)s_set', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "repo_id",
+                    models.CharField(help_text="Hub repository id, e.g. org/name.", max_length=200),
+                ),
+                (
+                    "requested_revision",
+                    models.CharField(
+                        default="main", help_text="Branch, tag or commit asked for.", max_length=200
+                    ),
+                ),
+                (
+                    "access_status",
+                    models.CharField(
+                        choices=[
+                            ("ok", "Accessible"),
+                            ("lost", "Access lost"),
+                            ("unchecked", "Not checked"),
+                        ],
+                        default="ok",
+                        max_length=16,
+                    ),
+                ),
+                ("access_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("access_detail", models.CharField(blank=True, max_length=300)),
+                ("license_acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                ("remote_code_approved_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "current_revision",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="models_registry.modelrevision",
+                    ),
+                ),
+                (
+                    "license_acknowledged_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "registered_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "remote_code_approved_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="%(app_label)s_%(class)s_set",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('repo_id',),
+                "ordering": ("repo_id",),
             },
         ),
         migrations.AddField(
-            model_name='modelrevision',
-            name='model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='revisions', to='models_registry.registeredmodel'),
+            model_name="modelrevision",
+            name="model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="revisions",
+                to="models_registry.registeredmodel",
+            ),
         ),
         migrations.CreateModel(
-            name='HubCredential',
+            name="HubCredential",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('secret_name', models.CharField(help_text="Secret in the tenant's namespace.", max_length=63)),
-                ('secret_key', models.CharField(default='token', max_length=63)),
-                ('fingerprint', models.CharField(help_text='sha256 prefix, to tell tokens apart.', max_length=24)),
-                ('hub_username', models.CharField(blank=True, max_length=100)),
-                ('token_name', models.CharField(blank=True, max_length=100)),
-                ('token_role', models.CharField(blank=True, max_length=32)),
-                ('status', models.CharField(choices=[('valid', 'Valid'), ('invalid', 'Invalid')], default='valid', max_length=16)),
-                ('validated_at', models.DateTimeField(blank=True, null=True)),
-                ('set_at', models.DateTimeField()),
-                ('set_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='%(app_label)s_%(class)s_set', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "secret_name",
+                    models.CharField(help_text="Secret in the tenant's namespace.", max_length=63),
+                ),
+                ("secret_key", models.CharField(default="token", max_length=63)),
+                (
+                    "fingerprint",
+                    models.CharField(
+                        help_text="sha256 prefix, to tell tokens apart.", max_length=24
+                    ),
+                ),
+                ("hub_username", models.CharField(blank=True, max_length=100)),
+                ("token_name", models.CharField(blank=True, max_length=100)),
+                ("token_role", models.CharField(blank=True, max_length=32)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("valid", "Valid"), ("invalid", "Invalid")],
+                        default="valid",
+                        max_length=16,
+                    ),
+                ),
+                ("validated_at", models.DateTimeField(blank=True, null=True)),
+                ("set_at", models.DateTimeField()),
+                (
+                    "set_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="%(app_label)s_%(class)s_set",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('tenant',), name='one_hub_token_per_tenant')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("tenant",), name="one_hub_token_per_tenant")
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='registeredmodel',
-            constraint=models.UniqueConstraint(fields=('tenant', 'repo_id'), name='one_registration_per_repo'),
+            model_name="registeredmodel",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "repo_id"), name="one_registration_per_repo"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelrevision',
-            constraint=models.UniqueConstraint(fields=('model', 'commit_sha'), name='one_revision_per_commit'),
+            model_name="modelrevision",
+            constraint=models.UniqueConstraint(
+                fields=("model", "commit_sha"), name="one_revision_per_commit"
+            ),
         ),
     ]
