@@ -156,3 +156,32 @@ def test_reconciler_repairs_a_deleted_serving_side(fleet: Fleet) -> None:
         action="deployment.repair", target_id=str(deployment.pk)
     ).first()
     assert event is not None and any("missing" in d for d in event.changes["drift"])
+
+
+def test_prometheus_answers_tgi_request_count_for_the_pod(fleet: Fleet, cluster: Any) -> None:
+    """Traffic to a rolled-out pod shows up in Prometheus, queried with prometheus-api-client."""
+    from prometheus_api_client import PrometheusConnect
+
+    from tests.fixtures.cluster import wait_for
+
+    _, rollout = fleet.deploy()
+    fleet.wait_state(rollout, S.COMPLETED)
+    [ip] = ready_endpoint_ips(fleet.tenant.namespace, "tgi-chat")
+    for _ in range(5):
+        chat(ip)
+    prometheus = PrometheusConnect(url=cluster.prometheus_url, disable_ssl=True)
+    query = f'tgi_request_count{{namespace="{fleet.tenant.namespace}"}}'
+
+    def counted() -> float:
+        samples = prometheus.custom_query(query)
+        return sum(float(sample["value"][1]) for sample in samples)
+
+    # OpenAI routes count twice in TGI (as the simulator reproduces): 5 chats, ≥ 5 counted
+    # (the pre- and post-promotion checks add their own).
+    total = wait_for(
+        lambda: counted() >= 5 and counted(), 60, describe=lambda: prometheus.custom_query(query)
+    )
+    samples = prometheus.custom_query(query)
+    assert {s["metric"]["inference_portal_deployment"] for s in samples} == {"chat"}
+    assert {s["metric"]["inference_portal_colour"] for s in samples} == {"blue"}
+    assert total >= 5
