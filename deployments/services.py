@@ -289,6 +289,7 @@ def change_deployment(
     """A changed spec is a new immutable revision, rolled out blue/green."""
     promotion = promotion or Promotion()
     _validate_promotion(promotion)
+    _lock(deployment)
     existing = _by_idempotency_key(deployment, idempotency_key)
     if existing is not None:
         return existing.revision, existing, []
@@ -309,6 +310,12 @@ def change_deployment(
     )
 
 
+def _lock(deployment: Deployment) -> None:
+    """Serialise changes of one deployment: a concurrent request waits here, then sees the
+    rollout the first one started (409) instead of racing it for the next revision number."""
+    Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+
+
 def _by_idempotency_key(deployment: Deployment, key: str) -> Rollout | None:
     if not key:
         return None
@@ -326,6 +333,7 @@ def deploy_revision(
     """Roll out an existing revision (e.g. an older one); returns (rollout, created)."""
     promotion = promotion or Promotion()
     _validate_promotion(promotion)
+    _lock(deployment)
     existing = _by_idempotency_key(deployment, idempotency_key)
     if existing is not None:
         return existing, False

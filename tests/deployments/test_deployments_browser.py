@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from tests.deployments.test_api import a_rollout, acknowledge
 from tests.fixtures.personas import PASSWORD, World
 
 pytestmark = pytest.mark.browser
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def log_in(page: Any, base: str, username: str) -> None:

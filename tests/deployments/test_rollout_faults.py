@@ -199,6 +199,8 @@ def test_two_concurrent_rollout_requests_run_exactly_one(fleet: Fleet) -> None:
             )
         except Conflict as error:
             outcomes.append(error)
+        except Exception as error:
+            outcomes.append(error)
         finally:
             connection.close()
 

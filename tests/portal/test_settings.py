@@ -20,7 +20,8 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("SECRET_KEY", "ALLOWED_HOSTS", "PORTAL_MODE", "DEBUG")
+        if k
+        not in ("SECRET_KEY", "ALLOWED_HOSTS", "PORTAL_MODE", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],

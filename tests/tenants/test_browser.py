@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -11,8 +10,6 @@ from django.core.management import call_command
 from tenants.models import ApiToken, Membership
 
 pytestmark = pytest.mark.browser
-# Playwright's sync API runs an event loop in this thread; Django must allow ORM calls anyway.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def log_in(page: Any, base: str, username: str) -> None:
