@@ -19,6 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
+def _runnable(package: str) -> bool:
+    """True when `python -m package` would run (the package and its __main__ exist)."""
+    try:
+        return importlib.util.find_spec(f"{package}.__main__") is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _commands() -> dict[str, list[str]]:
     commands = {
         "web": [PY, "manage.py", "runserver", "127.0.0.1:8000", "--noreload"],
@@ -36,9 +44,9 @@ def _commands() -> dict[str, list[str]]:
             str(ROOT / "var" / "celerybeat-schedule"),
         ],
     }
-    if importlib.util.find_spec("devstack.hub") is not None:
+    if _runnable("devstack.hub"):
         commands["hub"] = [PY, "-m", "devstack.hub", "--port", "58080"]
-    if importlib.util.find_spec("gateway") is not None:
+    if _runnable("gateway"):  # once the gateway has a server
         commands["gateway"] = [PY, "-m", "gateway", "--port", "8080"]
     return commands
 
