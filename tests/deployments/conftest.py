@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +62,6 @@ class Fleet:
                 return rollout
             if rollout.state in TERMINAL_STATES and not wanted & TERMINAL_STATES:
                 break
-            import time
-
             time.sleep(0.3)
         events = "\n".join(str(e) for e in rollout.events.all())
         raise AssertionError(
@@ -85,6 +83,3 @@ def fleet(world: World, cluster_tenant: Tenant, worker_pool: WorkerPool, k8s: An
     worker_pool.env.update({"ROLLOUT_RECONCILE_SECONDS": "1", "ROLLOUT_CLAIM_SECONDS": "4"})
     worker_pool.start(beat=True)
     return Fleet(world=world, tenant=cluster_tenant, pool=worker_pool, k8s=k8s)
-
-
-WaitFor = Callable[..., Any]
