@@ -183,6 +183,7 @@ def test_chat_traffic_shows_in_tenant_panels(fleet: Fleet, cluster: Any, setting
         _chat(ip)
 
     def busy() -> dict[str, dict[tuple[str, ...], float]] | None:
+        _chat(ip)  # keep traffic flowing so a scrape window always sees the counters rise
         panels = tenant_panels(namespace)
         return panels if panels["request_rate"].get(("chat", "blue"), 0) > 0 else None
 
@@ -197,5 +198,11 @@ def test_chat_traffic_shows_in_tenant_panels(fleet: Fleet, cluster: Any, setting
     for name in ("request_p50", "request_p95", "request_p99", "ttft_p95"):
         assert math.isfinite(panels[name][("chat", "blue")]), name
     assert panels["request_p50"][("chat", "blue")] <= panels["request_p99"][("chat", "blue")]
-    series = tenant_panels_range(namespace, step="5s")
+
+    # A range's last step can fall just before the scrape that saw the traffic: poll it too.
+    def ranged() -> Any:
+        series = tenant_panels_range(namespace, step="5s")
+        return series if series["request_rate"].get(("chat", "blue")) else None
+
+    series = wait_for(ranged, 30, describe=lambda: tenant_panels_range(namespace, step="5s"))
     assert series["request_rate"][("chat", "blue")]
