@@ -441,18 +441,22 @@ def delete_deployment(actor: Actor, deployment: Deployment) -> None:
         spec = serving_spec(revision)
         # Everything else is owned by the root: Kubernetes' garbage collector removes it.
         kube.delete("v1", "ConfigMap", root_name(spec), namespace)
-    still_used = {
-        (r.model_revision.model.repo_id, r.model_revision.commit_sha)
-        for d in Deployment.objects.for_tenant(deployment.tenant).exclude(pk=deployment.pk)
-        for r in d.revisions.select_related("model_revision__model")
-    }
+    # Weights volumes belong to model commits; keep those another deployment still uses.
+    commit = ("model_revision__model__repo_id", "model_revision__commit_sha")
+    still_used = set(
+        DeploymentRevision.objects.filter(deployment__tenant=deployment.tenant)
+        .exclude(deployment=deployment)
+        .values_list(*commit)
+    )
+    unused: dict[tuple[str, str], DeploymentRevision] = {}
     for revision in deployment.revisions.select_related("model_revision__model"):
         key = (revision.model_revision.model.repo_id, revision.model_revision.commit_sha)
         if key not in still_used:
-            spec = serving_spec(revision)
-            with contextlib.suppress(kube.ClusterUnavailable):
-                kube.delete("batch/v1", "Job", download_job_name(spec), namespace)
-            kube.delete("v1", "PersistentVolumeClaim", weights_pvc_name(*key), namespace)
+            unused.setdefault(key, revision)
+    for key, revision in unused.items():
+        with contextlib.suppress(kube.ClusterUnavailable):
+            kube.delete("batch/v1", "Job", download_job_name(serving_spec(revision)), namespace)
+        kube.delete("v1", "PersistentVolumeClaim", weights_pvc_name(*key), namespace)
     with transaction.atomic():
         audit.record(actor, "deployment.delete", deployment, tenant=deployment.tenant)
         Rollout.objects.filter(deployment=deployment).delete()

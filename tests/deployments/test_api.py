@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from django.urls import reverse
 from deployments.choices import RolloutState
 from deployments.models import Deployment, DeploymentRevision, Rollout, RolloutEvent, Tier
 from models_registry import services as registry
-from portal import kube
 from tenants.audit import Actor
 from tests.fixtures.personas import World
 
@@ -99,27 +97,9 @@ def test_any_signed_in_user_lists_the_tiers(world: World) -> None:
 
 
 def test_node_pools_answer_503_with_the_standard_body_when_the_cluster_is_unreachable(
-    world: World, settings: Any, tmp_path: Path
+    world: World, no_cluster: None
 ) -> None:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
-                "users": [{"name": "u", "user": {"token": "x"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
-    settings.KUBECONFIG = str(kubeconfig)
-    kube.api_client.cache_clear()
-    try:
-        response = world.client_for("viewer_a").get(reverse("api-node-pool-list"))
-    finally:
-        kube.api_client.cache_clear()
+    response = world.client_for("viewer_a").get(reverse("api-node-pool-list"))
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["status"] == 503 and error["code"] == "cluster_unavailable"

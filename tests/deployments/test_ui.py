@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,33 +10,10 @@ from django.urls import reverse
 
 from deployments.choices import RolloutState
 from deployments.models import Deployment
-from portal import kube
 from tests.deployments.test_api import a_rollout, acknowledge
 from tests.fixtures.personas import World
 
 HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def no_cluster(settings: Any, tmp_path: Path) -> Any:
-    """Point the portal at an API server that is not there."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
-                "users": [{"name": "u", "user": {"token": "x"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
-    settings.KUBECONFIG = str(kubeconfig)
-    kube.api_client.cache_clear()
-    yield
-    kube.api_client.cache_clear()
 
 
 def wizard_url(world: World) -> str:
