@@ -164,6 +164,7 @@ class Engine:
             if not self.running and not self.queue:
                 self._wake.clear()
                 await self._wake.wait()
+            batch = None
             if self.queue:
                 if not self.running:
                     batch = self._next_batch(None)
@@ -181,8 +182,9 @@ class Engine:
             if self.running:
                 await self._decode()
                 waiting_steps += 1
-            elif self.queue:
+            elif self.queue and not batch:
                 # Head of the queue does not fit yet and nothing runs: wait for new arrivals.
+                # (After a prefill that finished every sequence, newcomers are served at once.)
                 self._wake.clear()
                 await self._wake.wait()
 

@@ -716,3 +716,24 @@ def test_token_latency_fault_and_sigterm(start_sim) -> None:
     assert s.proc.wait(10) == 0
     with contextlib.suppress(Exception):
         assert "graceful shutdown" in s.logs()
+
+
+def test_requests_arriving_during_a_prefill_are_served(sim: Sim) -> None:
+    """Regression: one-token requests finish inside their prefill; requests that queued up
+    meanwhile must start at once rather than wait for yet another arrival."""
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=5) as http:
+            responses = await asyncio.gather(
+                *(
+                    http.post(
+                        f"{sim.url}/v1/chat/completions",
+                        json={"messages": [{"role": "user", "content": f"n{i}"}], "max_tokens": 1},
+                    )
+                    for i in range(12)
+                )
+            )
+        return [r.status_code for r in responses]
+
+    for _ in range(3):
+        assert asyncio.run(burst()) == [200] * 12
