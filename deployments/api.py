@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,10 +19,13 @@ from deployments import services
 from deployments.capacity import pool_capacity
 from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
 from deployments.serializers import (
+    DeploymentChangedSerializer,
     DeploymentChangeSerializer,
+    DeploymentCreatedSerializer,
     DeploymentCreateSerializer,
     DeploymentSerializer,
     DeployRevisionSerializer,
+    NodePoolsSerializer,
     PromotionSerializer,
     RevisionSerializer,
     RolloutDetailSerializer,
@@ -34,6 +38,7 @@ from deployments.serializers import (
 )
 from portal.api import TenantScopedViewSet
 from portal.errors import DomainError
+from portal.schema import errors
 from tenants.api import api_actor
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -47,6 +52,16 @@ def idempotency_key(request: Request) -> str:
             f"must be at most {MAX_IDEMPOTENCY_KEY} characters", field="idempotency_key"
         )
     return key
+
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    description="repeat a request safely: the same key answers the rollout it created "
+    f"(at most {MAX_IDEMPOTENCY_KEY} characters)",
+)
+STEER = extend_schema(request=None, responses={202: RolloutDetailSerializer})
 
 
 class TierViewSet(viewsets.GenericViewSet):
@@ -63,11 +78,28 @@ class TierViewSet(viewsets.GenericViewSet):
 class NodePoolViewSet(viewsets.ViewSet):
     """Live GPU capacity per node pool; 503 (cluster_unavailable) when the cluster is not."""
 
+    @extend_schema(responses={200: NodePoolsSerializer, **errors(503)})
     def list(self, request: Request) -> Response:
         pools = pool_capacity()
         return Response({"pools": [node_pool_data(pools[name]) for name in sorted(pools)]})
 
 
+@extend_schema_view(
+    create=extend_schema(
+        request=DeploymentCreateSerializer,
+        responses={201: DeploymentCreatedSerializer, **errors(503)},
+    ),
+    partial_update=extend_schema(
+        request=DeploymentChangeSerializer(base={}),
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            201: DeploymentChangedSerializer,
+            200: DeploymentChangedSerializer,
+            **errors(503),
+        },
+    ),
+    destroy=extend_schema(responses={204: None, **errors(503)}),
+)
 class DeploymentViewSet(TenantScopedViewSet):
     """Deployments of a tenant: viewers read; maintainers create, change, delete, steer rollouts."""
 
@@ -148,12 +180,15 @@ class DeploymentViewSet(TenantScopedViewSet):
         rollout = Rollout.objects.select_related("revision", "previous_revision").get(pk=rollout.pk)
         return Response(RolloutDetailSerializer(rollout).data, status=status.HTTP_202_ACCEPTED)
 
+    @STEER
     def promote(self, request: Request, tenant_slug: str, pk: str) -> Response:
         return self._steer(request, services.promote)
 
+    @STEER
     def abort(self, request: Request, tenant_slug: str, pk: str) -> Response:
         return self._steer(request, services.abort)
 
+    @STEER
     def rollback(self, request: Request, tenant_slug: str, pk: str) -> Response:
         return self._steer(request, services.rollback)
 
@@ -187,6 +222,18 @@ class RevisionViewSet(DeploymentChildViewSet):
         return self.get_paginated_response(RevisionSerializer(page, many=True).data)
 
 
+@extend_schema_view(
+    retrieve=extend_schema(responses=RolloutDetailSerializer),
+    create=extend_schema(
+        request=DeployRevisionSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            201: RolloutDetailSerializer,
+            200: RolloutDetailSerializer,
+            **errors(503),
+        },
+    ),
+)
 class RolloutViewSet(DeploymentChildViewSet):
     """Rollouts of a deployment; POST deploys an existing revision (Idempotency-Key honoured)."""
 

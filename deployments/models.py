@@ -39,6 +39,19 @@ class Tier(models.Model):
     default_max_total_tokens = models.PositiveIntegerField(default=4096)
     max_total_tokens_limit = models.PositiveIntegerField(default=32768)
     price_per_gpu_hour = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal("1"))
+    # Soft guardrails (deployments/alerts.py): alert thresholds for deployments on this tier.
+    queue_depth_alert = models.PositiveIntegerField(
+        default=16,
+        validators=[MinValueValidator(1)],
+        help_text="Alert when the average TGI queue per replica stays above this.",
+    )
+    ttft_p95_alert_seconds = models.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        default=Decimal("2.00"),
+        validators=[MinValueValidator(Decimal("0.01"))],
+        help_text="Alert when p95 time to first token (queue + prefill) stays above this.",
+    )
     tgi_image = models.CharField(
         max_length=200, default="ghcr.io/huggingface/text-generation-inference:3.3.6"
     )
@@ -213,3 +226,27 @@ class RolloutEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.state}: {self.message}"
+
+
+class ReplicaChange(models.Model):
+    """A change of the replicas one colour of a deployment runs: the history cost is priced from.
+
+    A row holds from ``at`` until the next row of the same deployment and colour; the GPU count
+    and price are copied so a later tier edit does not rewrite what was already spent.
+    """
+
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, related_name="replica_changes"
+    )
+    colour = models.CharField(max_length=5, choices=Colour.choices)
+    at = models.DateTimeField(db_index=True)
+    replicas = models.PositiveIntegerField()
+    gpus_per_replica = models.PositiveIntegerField()
+    price_per_gpu_hour = models.DecimalField(max_digits=8, decimal_places=4)
+
+    class Meta:
+        ordering = ("at", "id")
+        indexes = [models.Index(fields=("deployment", "colour", "at"), name="replica_change_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.name} {self.colour}: {self.replicas} replicas from {self.at}"

@@ -45,6 +45,7 @@ from deployments.rendering import (
 )
 from deployments.rendering.meta import root_name
 from deployments.specs import serving_spec
+from gateway import sync as gateway_sync
 from portal import kube
 
 log = logging.getLogger(__name__)
@@ -424,6 +425,7 @@ def step_promoting(ctx: Context) -> StepResult:
         replicas=revision.replicas,
         gpus_per_replica=revision.tier.gpus_per_replica,
     )
+    gateway_sync.config_changed()  # the active revision's token limits now apply
     return StepResult(
         next_state=S.POST_PROMOTION,
         message=f"traffic switched to the {ctx.rollout.colour} side",
@@ -501,6 +503,7 @@ def _back_to_old_side(ctx: Context) -> list[str]:
             active_revision=previous,
             replicas=previous.replicas if previous else 0,
         )
+        gateway_sync.config_changed()
     elif rollout.traffic_switched:
         # A first deployment has no old side: nothing may keep pointing at the removed pods.
         name = active_service_name(ctx.spec)
@@ -509,6 +512,7 @@ def _back_to_old_side(ctx: Context) -> list[str]:
         Deployment.objects.filter(pk=ctx.deployment.pk).update(
             active_colour="", active_revision=None, replicas=0
         )
+        gateway_sync.config_changed()
     return objects + _remove_colour(ctx, rollout.colour)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from deployments.admission import ServingRequest
@@ -19,6 +20,7 @@ from deployments.models import Deployment, DeploymentRevision, Rollout, RolloutE
 from deployments.services import Promotion
 from models_registry.models import RegisteredModel
 from models_registry.serializers import QUANTIZE_CHOICES
+from portal.fields import SlugRelatedField
 
 DTYPE_CHOICES = ["float16", "bfloat16"]
 KV_CACHE_DTYPE_CHOICES = ["fp8_e4m3fn", "fp8_e5m2"]
@@ -67,6 +69,25 @@ class TierSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class NodePoolSerializer(serializers.Serializer):
+    """GPU capacity of one node pool (documents node_pool_data)."""
+
+    pool = serializers.CharField()
+    gpu_product = serializers.CharField()
+    nodes = serializers.IntegerField()
+    allocatable_gpus = serializers.IntegerField()
+    requested_gpus = serializers.IntegerField()
+    free_gpus = serializers.IntegerField()
+    free_gpus_per_node = serializers.DictField(
+        child=serializers.IntegerField(), help_text="node name: free GPUs"
+    )
+
+
+@extend_schema_serializer(many=False)
+class NodePoolsSerializer(serializers.Serializer):
+    pools = NodePoolSerializer(many=True)
+
+
 def node_pool_data(pool: PoolCapacity) -> dict[str, Any]:
     return {
         "pool": pool.pool,
@@ -82,6 +103,7 @@ def node_pool_data(pool: PoolCapacity) -> dict[str, Any]:
 # --- read: deployments, revisions, rollouts ------------------------------------------------
 
 
+@extend_schema_serializer(component_name="DeploymentRevision")
 class RevisionSerializer(serializers.ModelSerializer):
     tier: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True
@@ -175,10 +197,16 @@ def endpoint(deployment: Deployment) -> str:
     return f"tgi-{deployment.name}.{deployment.tenant.namespace}.svc"
 
 
+class ProgressSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="the current step's position in the steps")
+    total = serializers.IntegerField()
+    percent = serializers.IntegerField()
+
+
 class RolloutSerializer(serializers.ModelSerializer):
     revision = serializers.IntegerField(source="revision.number", read_only=True)
     previous_revision = serializers.IntegerField(
-        source="previous_revision.number", read_only=True, default=None
+        source="previous_revision.number", read_only=True, default=None, allow_null=True
     )
     requested_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True
@@ -215,6 +243,7 @@ class RolloutSerializer(serializers.ModelSerializer):
         )
         read_only_fields: tuple[str, ...] = fields
 
+    @extend_schema_field(ProgressSerializer)
     def get_progress(self, rollout: Rollout) -> dict[str, Any]:
         return rollout_progress(rollout).as_dict()
 
@@ -227,12 +256,21 @@ class RolloutDetailSerializer(RolloutSerializer):
         fields = (*RolloutSerializer.Meta.fields, "ready", "events")
         read_only_fields = fields
 
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
     def get_ready(self, rollout: Rollout) -> dict[str, Any]:
         """Ready replicas of each colour, keyed by colour."""
         ready: dict[str, Any] = {rollout.colour: rollout.ready_replicas}
         if rollout.previous_colour:
             ready[rollout.previous_colour] = rollout.old_ready_replicas
         return ready
+
+
+class CurrentRolloutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    revision = serializers.IntegerField()
+    colour = serializers.CharField()
+    state = serializers.ChoiceField(choices=RolloutState.choices)
+    is_active = serializers.BooleanField()
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
@@ -262,6 +300,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
+    @extend_schema_field(CurrentRolloutSerializer(allow_null=True))
     def get_current_rollout(self, deployment: Deployment) -> dict[str, Any] | None:
         rollouts = self.context.get("latest_rollouts")
         if rollouts is not None:
@@ -304,7 +343,7 @@ class ServingSerializer(serializers.Serializer):
     """The serving fields of a revision; the tenant's models only (context['tenant'])."""
 
     model = serializers.PrimaryKeyRelatedField(queryset=RegisteredModel.objects.none())
-    tier: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+    tier: serializers.SlugRelatedField[Any] = SlugRelatedField(
         slug_field="slug", queryset=Tier.objects.all()
     )
     quantize = serializers.ChoiceField(choices=QUANTIZE_CHOICES, allow_blank=True, default="")
@@ -328,10 +367,11 @@ class ServingSerializer(serializers.Serializer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        tenant = self.context["tenant"]
-        self.fields["model"].queryset = RegisteredModel.objects.for_tenant(tenant).select_related(  # type: ignore[attr-defined]
-            "current_revision"
-        )
+        tenant = self.context.get("tenant")  # absent only while the OpenAPI schema is built
+        if tenant is not None:
+            self.fields["model"].queryset = RegisteredModel.objects.for_tenant(  # type: ignore[attr-defined]
+                tenant
+            ).select_related("current_revision")
 
     def values(self) -> dict[str, Any]:
         return dict(self.validated_data)
@@ -374,6 +414,22 @@ def revision_base(deployment: Deployment) -> dict[str, Any]:
         base["tier"] = latest.tier
         base["pod_annotations"] = dict(latest.pod_annotations)
     return base
+
+
+class DeploymentCreatedSerializer(serializers.Serializer):
+    """The answer of POST /deployments/: the deployment and its first rollout."""
+
+    deployment = DeploymentSerializer()
+    rollout = RolloutSerializer()
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class DeploymentChangedSerializer(serializers.Serializer):
+    """The answer of PATCH /deployments/<id>/: the new revision and its rollout."""
+
+    revision = RevisionSerializer()
+    rollout = RolloutSerializer()
+    warnings = serializers.ListField(child=serializers.CharField())
 
 
 class DeployRevisionSerializer(serializers.Serializer):

@@ -23,6 +23,7 @@ from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
 from deployments.rendering import download_job_name, other_colour
 from deployments.rendering.meta import root_name
 from deployments.specs import serving_spec, weights_pvc_name
+from gateway import sync as gateway_sync
 from portal import kube
 from portal.errors import Conflict, DomainError
 from tenants import audit
@@ -430,6 +431,7 @@ def delete_deployment(actor: Actor, deployment: Deployment) -> None:
     """Remove every Kubernetes object of the deployment, then its rows."""
     with transaction.atomic():
         Deployment.objects.filter(pk=deployment.pk).update(deleting=True)
+        gateway_sync.config_changed()  # stop routing to it before its objects go
         Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES).update(
             state=RolloutState.ABORTED,
             failure_reason="the deployment was deleted",

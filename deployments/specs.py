@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+from deployments.autoscaling import replica_bounds
 from deployments.models import DeploymentRevision, Tier
 from deployments.rendering import ModelRevisionSpec, OwnerRef, ServingSpec, TenantSpec, TierSpec
 from models_registry.models import HubCredential, ModelRevision
@@ -59,6 +60,13 @@ def model_spec(model_revision: ModelRevision) -> ModelRevisionSpec:
 def serving_spec(revision: DeploymentRevision, owner: OwnerRef | None = None) -> ServingSpec:
     deployment = revision.deployment
     has_token = HubCredential.objects.for_tenant(deployment.tenant).exists()
+    # The HPA never scales beyond what the tenant's quota allows now (it may have been lowered).
+    bounds = replica_bounds(revision, TenantQuota.objects.get(tenant=deployment.tenant))
+    replicas = (
+        (bounds.min_replicas, bounds.replicas, bounds.max_replicas)
+        if revision.autoscaling
+        else (revision.min_replicas, revision.replicas, revision.max_replicas)
+    )
     return ServingSpec(
         tenant=tenant_spec(deployment.tenant),
         deployment_name=deployment.name,
@@ -72,9 +80,9 @@ def serving_spec(revision: DeploymentRevision, owner: OwnerRef | None = None) ->
         quantize=revision.quantize or None,
         dtype=revision.dtype or None,  # type: ignore[arg-type]
         kv_cache_dtype=revision.kv_cache_dtype or None,
-        replicas=revision.replicas,
-        min_replicas=revision.min_replicas,
-        max_replicas=revision.max_replicas,
+        min_replicas=replicas[0],
+        replicas=replicas[1],
+        max_replicas=replicas[2],
         autoscaling=revision.autoscaling,
         queue_size_target=revision.queue_size_target,
         hf_token_secret_name="hf-token" if has_token else None,

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from deployments import rollout
+from deployments import cost, rollout
 from deployments.reconcile import reconcile_pass
 
 # Polls are short and chained: a countdown longer than the broker's visibility timeout would
@@ -33,3 +33,9 @@ def reconcile_rollouts() -> dict[str, Any]:
         "checked": report.checked,
         "repaired": report.repaired,
     }
+
+
+@shared_task(name="deployments.tasks.record_replica_history")
+def record_replica_history() -> int:
+    """Observe every portal TGI Deployment's replicas and record changes (cost history)."""
+    return cost.sample_replicas()

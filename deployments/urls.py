@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from deployments import views
+from deployments import metrics_views, views
 
 prefix = "t/<slug:tenant_slug>/deployments/"
 urlpatterns = [
@@ -14,9 +14,25 @@ urlpatterns = [
         views.RolloutView.as_view(),
         name="deployment-rollout",
     ),
+    # Before the action pattern, which would otherwise take "metrics" as an action.
+    path(
+        prefix + "<int:pk>/metrics/",
+        metrics_views.DeploymentMetricsView.as_view(),
+        name="deployment-metrics",
+    ),
     path(
         prefix + "<int:pk>/<slug:action>/",
         views.DeploymentActionView.as_view(),
         name="deployment-action",
     ),
+]
+
+# Metrics, guardrail alerts and cost (deployments/metrics_views.py).
+tenant_prefix = "t/<slug:tenant_slug>/"
+urlpatterns += [
+    path(
+        tenant_prefix + "metrics/", metrics_views.TenantMetricsView.as_view(), name="tenant-metrics"
+    ),
+    path(tenant_prefix + "alerts/", metrics_views.TenantAlertsView.as_view(), name="tenant-alerts"),
+    path(tenant_prefix + "cost/", metrics_views.TenantCostView.as_view(), name="tenant-cost"),
 ]

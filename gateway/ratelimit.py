@@ -171,6 +171,21 @@ def _remaining(limit: int, tat_minus_now_us: int) -> int:
     return max(0, math.floor((_PERIOD_US - tat_minus_now_us + _SLACK_US) / interval))
 
 
+def state_key(prefix: str, tenant: str, key: str, name: LimitName) -> str:
+    """The Redis key holding one limit's TAT (``key`` is ignored for tenant limits)."""
+    scope = "tenant" if name in (LimitName.TENANT_RPM, LimitName.TENANT_TPM) else f"key:{key}"
+    unit = "rpm" if name in (LimitName.TENANT_RPM, LimitName.KEY_RPM) else "tpm"
+    return f"{prefix}:{{{tenant}}}:{scope}:{unit}"
+
+
+def used_units(tat_us: float | None, now_us: float, limit: int) -> int:
+    """Units consumed within the last period by a limit whose TAT is ``tat_us``: the inverse
+    of GCRA's bookkeeping (each unit moved the TAT by ``period / limit``)."""
+    if not tat_us or tat_us <= now_us or limit <= 0:
+        return 0
+    return min(limit, math.ceil((tat_us - now_us) * limit / _PERIOD_US - 1e-9))
+
+
 class RateLimiter:
     """Checks and consumes RPM and TPM limits atomically in Redis, shared by every process."""
 
@@ -189,9 +204,7 @@ class RateLimiter:
         self._skip_redis_until = 0.0
 
     def _state_key(self, tenant: str, key: str, name: LimitName) -> str:
-        scope = "tenant" if name in (LimitName.TENANT_RPM, LimitName.TENANT_TPM) else f"key:{key}"
-        unit = "rpm" if name in (LimitName.TENANT_RPM, LimitName.KEY_RPM) else "tpm"
-        return f"{self._prefix}:{{{tenant}}}:{scope}:{unit}"
+        return state_key(self._prefix, tenant, key, name)
 
     async def reserve(
         self, tenant: str, key: str, limits: Limits, estimated_tokens: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,15 +15,20 @@ from models_registry.metadata import ModelFacts
 from models_registry.models import HubCredential, RegisteredModel
 from models_registry.serializers import (
     FitQuerySerializer,
+    FitResultSerializer,
     HubCredentialSerializer,
+    HubLookupResultSerializer,
     HubTokenInputSerializer,
+    HubTokenStatusSerializer,
     LookupQuerySerializer,
     RegisteredModelSerializer,
     RegisterSerializer,
+    UpdatePreviewSerializer,
     UpdateSerializer,
     fit_result,
 )
 from portal.api import TenantScopedViewSet
+from portal.schema import errors
 from tenants.api import api_actor
 from tenants.choices import Role
 from tenants.roles import PLATFORM_ADMIN
@@ -47,6 +53,12 @@ def facts_summary(facts: ModelFacts) -> dict[str, Any]:
     }
 
 
+@extend_schema_view(
+    create=extend_schema(
+        request=RegisterSerializer, responses={201: RegisteredModelSerializer, **errors(503)}
+    ),
+    destroy=extend_schema(responses={204: None, **errors(503)}),
+)
 class RegisteredModelViewSet(TenantScopedViewSet):
     """Models of the tenant: maintainers register, update and delete; owners acknowledge
     licences; platform admins approve remote code."""
@@ -79,6 +91,12 @@ class RegisteredModelViewSet(TenantScopedViewSet):
         services.delete_model(api_actor(request), self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("revision", str, description="branch, tag or commit (default: main)")
+        ],
+        responses={200: UpdatePreviewSerializer, **errors(400, 503)},
+    )
     def update_preview(self, request: Request, tenant_slug: str, pk: str) -> Response:
         model = self.get_object()
         preview = services.preview_update(model, request.query_params.get("revision"))
@@ -90,6 +108,9 @@ class RegisteredModelViewSet(TenantScopedViewSet):
             }
         )
 
+    @extend_schema(
+        request=UpdateSerializer, responses={200: RegisteredModelSerializer, **errors(503)}
+    )
     def apply_update(self, request: Request, tenant_slug: str, pk: str) -> Response:
         model = self.get_object()
         serializer = UpdateSerializer(data=request.data)
@@ -103,6 +124,7 @@ class RegisteredModelViewSet(TenantScopedViewSet):
         model.refresh_from_db()
         return Response(RegisteredModelSerializer(model).data)
 
+    @extend_schema(parameters=[FitQuerySerializer], responses=FitResultSerializer)
     def fit(self, request: Request, tenant_slug: str, pk: str) -> Response:
         model = self.get_object()
         query = FitQuerySerializer(data=request.query_params)
@@ -112,15 +134,23 @@ class RegisteredModelViewSet(TenantScopedViewSet):
         )
         return Response(fit_result(rows, best))
 
+    @extend_schema(request=None, responses=RegisteredModelSerializer)
     def acknowledge_license(self, request: Request, tenant_slug: str, pk: str) -> Response:
         model = services.acknowledge_license(api_actor(request), self.get_object())
         return Response(RegisteredModelSerializer(model).data)
 
+    @extend_schema(request=None, responses=RegisteredModelSerializer)
     def approve_remote_code(self, request: Request, tenant_slug: str, pk: str) -> Response:
         model = services.approve_remote_code(api_actor(request), self.get_object())
         return Response(RegisteredModelSerializer(model).data)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[LookupQuerySerializer],
+        responses={200: HubLookupResultSerializer, **errors(503)},
+    )
+)
 class HubLookupViewSet(TenantScopedViewSet):
     """Preview what registering a repository would record, without saving anything."""
 
@@ -138,6 +168,13 @@ class HubLookupViewSet(TenantScopedViewSet):
         )
 
 
+@extend_schema_view(
+    retrieve=extend_schema(responses=HubTokenStatusSerializer),
+    update=extend_schema(
+        request=HubTokenInputSerializer, responses={200: HubTokenStatusSerializer, **errors(503)}
+    ),
+    destroy=extend_schema(responses={204: None, **errors(503)}),
+)
 class HubTokenViewSet(TenantScopedViewSet):
     """The tenant's Hugging Face token: members see its status, owners set, rotate, remove it."""
 

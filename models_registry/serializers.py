@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from models_registry import services
@@ -15,6 +16,7 @@ QUANTIZE_CHOICES = sorted(
 )
 
 
+@extend_schema_serializer(component_name="ModelRevision")
 class RevisionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelRevision
@@ -138,6 +140,85 @@ class HubCredentialSerializer(serializers.ModelSerializer):
 
 class HubTokenInputSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=200, trim_whitespace=True, write_only=True)
+
+
+# --- answers built as dicts by the views, described for the OpenAPI schema ---------------------
+
+
+class ModelFactsSerializer(serializers.Serializer):
+    """What the Hub says about one commit of a repository (see api.facts_summary)."""
+
+    repo_id = serializers.CharField()
+    commit_sha = serializers.CharField()
+    pipeline_tag = serializers.CharField()
+    architectures = serializers.ListField(child=serializers.CharField())
+    model_type = serializers.CharField()
+    license = serializers.CharField()
+    license_family = serializers.CharField()
+    gated = serializers.CharField()
+    parameters_by_dtype = serializers.DictField(child=serializers.IntegerField())
+    total_parameters = serializers.IntegerField()
+    context_length = serializers.IntegerField(allow_null=True)
+    quantization_method = serializers.CharField()
+    requires_custom_code = serializers.BooleanField()
+    custom_code_reason = serializers.CharField()
+
+
+class ModelChangesSerializer(serializers.Serializer):
+    commit = serializers.ListField(
+        child=serializers.CharField(allow_null=True), help_text="[current, target]"
+    )
+    files_added = serializers.ListField(child=serializers.CharField())
+    files_removed = serializers.ListField(child=serializers.CharField())
+    files_changed = serializers.ListField(child=serializers.CharField())
+    config_changed = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField()), help_text="key: [old, new]"
+    )
+    license = serializers.ListField(
+        child=serializers.CharField(allow_null=True),
+        allow_null=True,
+        help_text="[old, new] when the licence changes, else null",
+    )
+
+
+class UpdatePreviewSerializer(serializers.Serializer):
+    is_newer = serializers.BooleanField()
+    changes = ModelChangesSerializer()
+    target = ModelFactsSerializer()
+
+
+class TierFitSerializer(serializers.Serializer):
+    tier = serializers.CharField()
+    tier_name = serializers.CharField()
+    gpu_memory_gb = serializers.FloatField()
+    gpus_per_replica = serializers.IntegerField()
+    fits = serializers.BooleanField()
+    reason = serializers.CharField()
+    max_concurrent_sequences = serializers.IntegerField()
+    headroom_gb = serializers.FloatField()
+    weights_gb = serializers.FloatField(allow_null=True)
+    weights_per_gpu_gb = serializers.FloatField(allow_null=True)
+    kv_cache_per_token_kib = serializers.FloatField(allow_null=True)
+    kv_cache_per_gpu_gb = serializers.FloatField(allow_null=True)
+    required_per_gpu_gb = serializers.FloatField(allow_null=True)
+    explanation = serializers.ListField(child=serializers.CharField())
+
+
+class FitResultSerializer(serializers.Serializer):
+    tiers = TierFitSerializer(many=True)
+    recommended_tier = serializers.CharField(allow_null=True)
+
+
+@extend_schema_serializer(many=False)
+class HubLookupResultSerializer(serializers.Serializer):
+    registrable = serializers.BooleanField()
+    refusal = serializers.CharField(allow_null=True)
+    warnings = serializers.ListField(child=serializers.CharField())
+    model = ModelFactsSerializer(allow_null=True)
+
+
+class HubTokenStatusSerializer(serializers.Serializer):
+    token = HubCredentialSerializer(allow_null=True, help_text="null when no token is set")
 
 
 def fit_result(rows: list[Any], best: Any) -> dict[str, Any]:

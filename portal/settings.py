@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "template_partials",
     "rest_framework",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "portal",
     "tenants",
     "models_registry",
@@ -153,6 +155,36 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "portal.api.error_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "portal.schema.PortalAutoSchema",
+}
+
+# The OpenAPI schema (/api/v1/schema/) and its Swagger UI (/api/v1/docs/), served from our own
+# static files (drf-spectacular-sidecar), never a CDN. Signed-in users only; the schema is the
+# same for everyone and names no tenant.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Inference Portal API",
+    "DESCRIPTION": (
+        "Tenants, Hugging Face models, GPU tiers and TGI deployments with blue/green rollouts. "
+        "Authenticate with `Authorization: Bearer ipt_…` (an API token of one tenant) or a "
+        "signed-in session. Every error answers "
+        '`{"error": {"status", "code", "message", "fields"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # <int:pk> matches digits only: a negative id is no URL of ours (Django's HTML 404).
+    "PATH_CONVERTER_OVERRIDES": {"int": {"type": "integer", "minimum": 0}},
+    # Choice sets used under several field names get one component each.
+    "ENUM_NAME_OVERRIDES": {
+        "ColourEnum": "deployments.choices.Colour",
+        "PromotionModeEnum": "deployments.choices.PromotionMode",
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": False},
 }
 
 # Celery: Redis is the broker, PostgreSQL holds every piece of state a task touches.
@@ -179,6 +211,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "models_registry.tasks.recheck_gated_access",
         "schedule": crontab(hour=3, minute=17),  # nightly, off the hour to spread Hub load
     },
+    "record-replica-history": {
+        "task": "deployments.tasks.record_replica_history",
+        "schedule": env.number("REPLICA_HISTORY_SECONDS", 60.0, minimum=1.0),
+    },
 }
 
 # External systems: the local stack's loopback endpoints by default.
@@ -187,6 +223,17 @@ HF_ENDPOINT = env.url("HF_ENDPOINT", "http://127.0.0.1:58080", schemes=("http", 
 HF_HUB_TIMEOUT_SECONDS = env.number("HF_HUB_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 HF_METADATA_CACHE = env.string("HF_METADATA_CACHE", str(BASE_DIR / "var" / "hf-metadata-cache"))
 PROMETHEUS_URL = env.url("PROMETHEUS_URL", "http://127.0.0.1:59090", schemes=("http", "https"))
+
+# The OpenAI-compatible gateway (gateway/): the URL tenants' clients use (shown in snippets),
+# and the Redis key prefix of its rate limits (tests give each gateway pair its own).
+GATEWAY_PUBLIC_URL = env.url(
+    "GATEWAY_PUBLIC_URL", "http://127.0.0.1:8080", schemes=("http", "https")
+)
+GATEWAY_RATELIMIT_PREFIX = env.string("GATEWAY_RATELIMIT_PREFIX", "rl")
+# Metrics, guardrails and cost (deployments/metrics.py, alerts.py, cost.py).
+GUARDRAIL_HOLD_SECONDS = env.integer("GUARDRAIL_HOLD_SECONDS", 0, minimum=0)  # 0: each rule's
+COST_API_INPUT_PRICE_PER_MILLION = env.number("COST_API_INPUT_PRICE_PER_MILLION", 3.0, minimum=0)
+COST_API_OUTPUT_PRICE_PER_MILLION = env.number("COST_API_OUTPUT_PRICE_PER_MILLION", 15.0, minimum=0)
 
 # Rollouts: a worker's claim on a rollout lasts this long (a dead worker's claim expires).
 ROLLOUT_CLAIM_SECONDS = env.integer("ROLLOUT_CLAIM_SECONDS", 20, minimum=2, maximum=600)

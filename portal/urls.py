@@ -2,7 +2,9 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from portal.views import healthz
 
@@ -21,6 +23,13 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # A page for people: signed-out visitors are sent to the login page, not given a 401.
+    path(
+        "api/v1/docs/",
+        login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
     path("api/v1/", include("tenants.api_urls")),
     path("api/v1/", include("models_registry.api_urls")),
     path("api/v1/", include("deployments.api_urls")),
@@ -28,3 +37,4 @@ urlpatterns = [
     path("", include("models_registry.urls")),
     path("", include("deployments.urls")),
 ]
+handler404 = "portal.views.page_not_found"

@@ -8,6 +8,7 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.views import defaults
 from django.views.decorators.http import require_GET
 
 from portal.tenancy import TenantScopedQuerySet
@@ -72,3 +73,13 @@ class TenantViewMixin(LoginRequiredMixin):
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness for load balancers and the dev script; touches nothing external."""
     return JsonResponse({"status": "ok"})
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponseBase:
+    """404 for URLs no route matches: the API's JSON error envelope under /api/ (clients of
+    the API parse every error the same way), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        from portal.api import _error_body
+
+        return JsonResponse(_error_body(404, "not_found", "no such API route"), status=404)
+    return defaults.page_not_found(request, exception)

@@ -132,6 +132,8 @@ class TenantQuotaAdmin(admin.ModelAdmin):
         "monthly_gpu_hour_budget",
         "requests_per_minute",
         "tokens_per_minute",
+        "require_max_tokens",
+        "max_output_tokens",
         "updated_at",
     )
     search_fields = ("tenant__name", "tenant__slug")

@@ -6,25 +6,31 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import Http404
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.api import TenantScopedViewSet
+from portal.errors import DomainError
 from tenants import services
 from tenants.access import resolve_access
 from tenants.audit import Actor
 from tenants.choices import Channel, Role
-from tenants.models import ApiToken, AuditEvent, Membership, Tenant, TenantQuota
+from tenants.models import ApiToken, AuditEvent, GatewayKey, Membership, Tenant, TenantQuota
 from tenants.roles import PLATFORM_ADMIN
 from tenants.serializers import (
     ApiTokenCreateSerializer,
     ApiTokenSerializer,
     AuditEventSerializer,
+    GatewayKeySerializer,
+    GatewayKeyWriteSerializer,
     IssuedApiTokenSerializer,
+    IssuedGatewayKeySerializer,
     MembershipCreateSerializer,
     MembershipSerializer,
     MembershipUpdateSerializer,
+    MeSerializer,
     QuotaSerializer,
     TenantRenameSerializer,
     TenantSerializer,
@@ -41,6 +47,9 @@ def _require_platform_admin(request: Request) -> None:
         raise exceptions.PermissionDenied("only platform admins can do this")
 
 
+@extend_schema_view(
+    partial_update=extend_schema(request=TenantRenameSerializer, responses=TenantSerializer)
+)
 class TenantViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -86,6 +95,12 @@ class TenantViewSet(
         return Response(TenantSerializer(tenant).data)
 
 
+@extend_schema_view(
+    create=extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer}),
+    partial_update=extend_schema(
+        request=MembershipUpdateSerializer, responses=MembershipSerializer
+    ),
+)
 class MembershipViewSet(TenantScopedViewSet):
     """Members of a tenant: everyone reads, owners (and platform admins) manage."""
 
@@ -120,6 +135,11 @@ class MembershipViewSet(TenantScopedViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema_view(
+    create=extend_schema(
+        request=ApiTokenCreateSerializer, responses={201: IssuedApiTokenSerializer}
+    ),
+)
 class ApiTokenViewSet(TenantScopedViewSet):
     """API tokens: maintainers create their own; owners see and revoke everyone's."""
 
@@ -151,6 +171,51 @@ class ApiTokenViewSet(TenantScopedViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema_view(
+    create=extend_schema(
+        request=GatewayKeyWriteSerializer, responses={201: IssuedGatewayKeySerializer}
+    ),
+    partial_update=extend_schema(request=GatewayKeyWriteSerializer(partial=True)),
+)
+class GatewayKeyViewSet(TenantScopedViewSet):
+    """Keys of the OpenAI-compatible gateway: members read, owners create, change, revoke."""
+
+    queryset = GatewayKey.objects.select_related("created_by").prefetch_related("deployments")
+    serializer_class = GatewayKeySerializer
+    write_role = Role.OWNER
+
+    def list(self, request: Request, tenant_slug: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(GatewayKeySerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        return Response(GatewayKeySerializer(self.get_object()).data)
+
+    def create(self, request: Request, tenant_slug: str) -> Response:
+        serializer = GatewayKeyWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        issued = services.create_gateway_key(
+            api_actor(request), self.tenant, **serializer.validated_data
+        )
+        body = IssuedGatewayKeySerializer(issued.key, context={"plaintext": issued.plaintext}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        key = self.get_object()
+        serializer = GatewayKeyWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        changes = dict(serializer.validated_data)
+        if "name" in changes:
+            raise DomainError("a key's name cannot be changed; create a new key", field="name")
+        key = services.update_gateway_key(api_actor(request), key, changes)
+        return Response(GatewayKeySerializer(self.get_queryset().get(pk=key.pk)).data)
+
+    def destroy(self, request: Request, tenant_slug: str, pk: str) -> Response:
+        services.revoke_gateway_key(api_actor(request), self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(list=extend_schema(operation_id="tenants_quota_retrieve"))
 class QuotaViewSet(TenantScopedViewSet):
     """The tenant's quota: members read it, platform admins change it."""
 
@@ -196,6 +261,7 @@ class AuditEventViewSet(TenantScopedViewSet):
 class MeViewSet(viewsets.ViewSet):
     """Who the caller is and which tenants they belong to."""
 
+    @extend_schema(responses=MeSerializer, operation_id="me_retrieve")
     def list(self, request: Request) -> Response:
         user: Any = request.user
         memberships = Membership.objects.filter(user=user).select_related("tenant")

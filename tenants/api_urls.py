@@ -12,6 +12,10 @@ membership_detail = api.MembershipViewSet.as_view(
 )
 token_list = api.ApiTokenViewSet.as_view({"get": "list", "post": "create"})
 token_detail = api.ApiTokenViewSet.as_view({"get": "retrieve", "delete": "destroy"})
+gateway_key_list = api.GatewayKeyViewSet.as_view({"get": "list", "post": "create"})
+gateway_key_detail = api.GatewayKeyViewSet.as_view(
+    {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+)
 quota_detail = api.QuotaViewSet.as_view({"get": "list", "put": "update", "patch": "partial_update"})
 audit_list = api.AuditEventViewSet.as_view({"get": "list"})
 me = api.MeViewSet.as_view({"get": "list"})
@@ -28,6 +32,12 @@ urlpatterns = [
     ),
     path("tenants/<slug:tenant_slug>/tokens/", token_list, name="api-token-list"),
     path("tenants/<slug:tenant_slug>/tokens/<int:pk>/", token_detail, name="api-token-detail"),
+    path("tenants/<slug:tenant_slug>/gateway-keys/", gateway_key_list, name="api-gateway-key-list"),
+    path(
+        "tenants/<slug:tenant_slug>/gateway-keys/<int:pk>/",
+        gateway_key_detail,
+        name="api-gateway-key-detail",
+    ),
     path("tenants/<slug:tenant_slug>/quota/", quota_detail, name="api-quota"),
     path("tenants/<slug:tenant_slug>/audit-events/", audit_list, name="api-audit-list"),
 ]

@@ -11,6 +11,13 @@ API_TOKEN_SCHEME = "ipt"  # noqa: S105 - a public prefix, not a secret
 API_TOKEN_PREFIX_LENGTH = 10
 API_TOKEN_SECRET_BYTES = 32
 
+# Gateway keys look like "igk_<prefix>_<secret>" (OpenAI clients accept any bearer string).
+GATEWAY_KEY_SCHEME = "igk"
+GATEWAY_KEY_PREFIX_LENGTH = 12
+GATEWAY_KEY_SECRET_BYTES = 32
+GATEWAY_MAX_REQUEST_BYTES_FLOOR = 1024
+GATEWAY_MAX_REQUEST_BYTES_CEILING = 32 * 1024 * 1024
+
 # Upper bounds that catch a typo (an extra zero) in a quota rather than describe real limits.
 QUOTA_MAX_GPUS = 10_000
 QUOTA_MAX_DEPLOYMENTS = 1_000

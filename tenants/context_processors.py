@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 
 from tenants.models import Tenant
@@ -21,4 +22,8 @@ def tenant_navigation(request: HttpRequest) -> dict[str, Any]:
         # Lazy: only pages that render the switcher pay for the query.
         return list(Tenant.objects.visible_to(user).only("name", "slug"))
 
-    return {"switchable_tenants": switchable, "current_tenant_slug": current_slug}
+    return {
+        "switchable_tenants": switchable,
+        "current_tenant_slug": current_slug,
+        "gateway_url": settings.GATEWAY_PUBLIC_URL,
+    }

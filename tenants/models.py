@@ -15,6 +15,8 @@ from portal.tenancy import TenantOwnedModel, TenantScopedQuerySet
 from tenants.choices import ROLE_RANK, Channel, Role
 from tenants.constants import (
     DNS1123_LABEL_MAX_LENGTH,
+    GATEWAY_MAX_REQUEST_BYTES_CEILING,
+    GATEWAY_MAX_REQUEST_BYTES_FLOOR,
     QUOTA_MAX_DEPLOYMENTS,
     QUOTA_MAX_GPUS,
     QUOTA_MAX_REPLICAS,
@@ -118,6 +120,24 @@ class TenantQuota(models.Model):
     tokens_per_minute = models.PositiveIntegerField(
         default=200_000, validators=[MaxValueValidator(QUOTA_MAX_TOKENS_PER_MINUTE)]
     )
+    require_max_tokens = models.BooleanField(
+        default=False,
+        help_text="The gateway refuses requests that do not set max_tokens.",
+    )
+    max_output_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(QUOTA_MAX_TOKENS_PER_MINUTE)],
+        help_text="Ceiling on max_tokens per request (the gateway clamps to it); empty: none.",
+    )
+    max_request_bytes = models.PositiveIntegerField(
+        default=1024 * 1024,
+        validators=[
+            MinValueValidator(GATEWAY_MAX_REQUEST_BYTES_FLOOR),
+            MaxValueValidator(GATEWAY_MAX_REQUEST_BYTES_CEILING),
+        ],
+        help_text="Largest request body the gateway accepts.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -218,3 +238,58 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.action} {self.target_repr}"
+
+
+class GatewayKeyQuerySet(TenantScopedQuerySet):
+    def active(self) -> GatewayKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class GatewayKey(TenantOwnedModel):
+    """An OpenAI-compatible gateway credential of one tenant; only a hash of it is stored.
+
+    Limits are per key and must stay within the tenant's quota; empty means the tenant's.
+    With no deployments listed the key reaches every deployment of the tenant.
+    """
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    deployments = models.ManyToManyField(
+        "deployments.Deployment", blank=True, related_name="gateway_keys"
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = GatewayKeyQuerySet.as_manager()  # type: ignore[misc]  # a narrower scoped manager
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("tenant", "name"),
+                condition=models.Q(revoked_at__isnull=True),
+                name="gateway_key_active_name_unique",
+                violation_error_message="an active key of this tenant already has this name",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def status(self) -> str:
+        return "revoked" if self.is_revoked else "active"

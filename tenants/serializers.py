@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from tenants.choices import Role
-from tenants.models import ApiToken, AuditEvent, Membership, Tenant, TenantQuota
+from tenants.models import ApiToken, AuditEvent, GatewayKey, Membership, Tenant, TenantQuota
 from tenants.services import QUOTA_FIELDS
 
 
+@extend_schema_serializer(many=False)  # GET /quota/ is a viewset "list" answering one object
 class QuotaSerializer(serializers.ModelSerializer):
     class Meta:
         model = TenantQuota
@@ -106,3 +108,72 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "changes",
         )
         read_only_fields = fields
+
+
+class TenantRoleSerializer(serializers.Serializer):
+    tenant = serializers.CharField(help_text="the tenant's slug")
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+@extend_schema_serializer(many=False)
+class MeSerializer(serializers.Serializer):
+    """Who the caller is (the answer of GET /me/; documents the view's dict)."""
+
+    username = serializers.CharField()
+    is_platform_admin = serializers.BooleanField()
+    token = TenantRoleSerializer(
+        allow_null=True, help_text="the API token in use; null for a signed-in session"
+    )
+    memberships = TenantRoleSerializer(many=True)
+
+
+class GatewayKeySerializer(serializers.ModelSerializer):
+    """A gateway key as listed: never its secret."""
+
+    status = serializers.CharField(read_only=True)
+    deployments = serializers.SerializerMethodField()
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = GatewayKey
+        fields: tuple[str, ...] = (
+            "id",
+            "name",
+            "prefix",
+            "deployments",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "status",
+            "created_by",
+            "created_at",
+            "revoked_at",
+        )
+        read_only_fields: tuple[str, ...] = fields
+
+    def get_deployments(self, obj: GatewayKey) -> list[str]:
+        """Deployment names the key may call; empty means all of the tenant's."""
+        return sorted(d.name for d in obj.deployments.all())
+
+
+class GatewayKeyWriteSerializer(serializers.Serializer):
+    """Fields a tenant owner sets; limits empty (null) mean the tenant's."""
+
+    name = serializers.CharField(max_length=100)
+    deployments = serializers.ListField(
+        child=serializers.CharField(max_length=63), required=False, default=list
+    )
+    requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+
+
+class IssuedGatewayKeySerializer(GatewayKeySerializer):
+    """The creation answer: the only response that ever carries the key."""
+
+    key = serializers.SerializerMethodField()
+
+    class Meta(GatewayKeySerializer.Meta):
+        fields: tuple[str, ...] = (*GatewayKeySerializer.Meta.fields, "key")
+        read_only_fields: tuple[str, ...] = fields
+
+    def get_key(self, obj: Any) -> str:
+        return str(self.context["plaintext"])

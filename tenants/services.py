@@ -19,12 +19,20 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from gateway import sync as gateway_sync
 from portal.errors import Conflict, DomainError, Forbidden
 from tenants import audit
 from tenants.audit import Actor
 from tenants.choices import ROLE_RANK, Role
-from tenants.constants import API_TOKEN_PREFIX_LENGTH, API_TOKEN_SCHEME, API_TOKEN_SECRET_BYTES
-from tenants.models import ApiToken, Membership, QuotaChange, Tenant, TenantQuota
+from tenants.constants import (
+    API_TOKEN_PREFIX_LENGTH,
+    API_TOKEN_SCHEME,
+    API_TOKEN_SECRET_BYTES,
+    GATEWAY_KEY_PREFIX_LENGTH,
+    GATEWAY_KEY_SCHEME,
+    GATEWAY_KEY_SECRET_BYTES,
+)
+from tenants.models import ApiToken, GatewayKey, Membership, QuotaChange, Tenant, TenantQuota
 
 QUOTA_FIELDS = (
     "max_gpus",
@@ -34,6 +42,9 @@ QUOTA_FIELDS = (
     "monthly_gpu_hour_budget",
     "requests_per_minute",
     "tokens_per_minute",
+    "require_max_tokens",
+    "max_output_tokens",
+    "max_request_bytes",
 )
 
 
@@ -195,6 +206,7 @@ def update_quota(actor: Actor, tenant: Tenant, changes: dict[str, Any]) -> Tenan
         tenant=tenant, changed_by=actor.user_or_none, changes=delta, changed_at=timezone.now()
     )
     audit.record(actor, "quota.update", quota, tenant=tenant, changes=delta)
+    gateway_sync.config_changed()
     return quota
 
 
@@ -321,3 +333,166 @@ def sweep_expired_api_tokens() -> int:
                 audit.record(actor, "api_token.expire", token, tenant=token.tenant)
                 recorded += 1
     return recorded
+
+
+# --- gateway keys --------------------------------------------------------------------------
+
+
+def hash_gateway_key_secret(secret: str) -> str:
+    """The gateway computes the same keyed hash to look a presented key up in memory."""
+    return hash_token_secret(secret)
+
+
+def split_gateway_key(presented: str) -> tuple[str, str] | None:
+    """(prefix, secret) of a well-formed gateway key, else None."""
+    scheme, _, rest = presented.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if scheme != GATEWAY_KEY_SCHEME or not prefix or not secret:
+        return None
+    return prefix, secret
+
+
+@dataclass(frozen=True)
+class IssuedGatewayKey:
+    """A freshly created gateway key; `plaintext` exists only here and is shown once."""
+
+    key: GatewayKey
+    plaintext: str
+
+
+def _key_limit(value: Any, field: str, ceiling: int) -> int | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DomainError("must be a whole number", field=field)
+    if value < 1:
+        raise DomainError("must be at least 1 (leave empty for the tenant's limit)", field=field)
+    if value > ceiling:
+        raise DomainError(f"must not exceed the tenant's limit of {ceiling}", field=field)
+    return value
+
+
+def _key_deployments(tenant: Tenant, names: Any) -> list[Any]:
+    from deployments.models import Deployment  # deployments depends on tenants, not back
+
+    if names is None:
+        return []
+    if isinstance(names, str) or not all(isinstance(name, str) for name in names):
+        raise DomainError("must be a list of deployment names", field="deployments")
+    wanted = sorted(set(names))
+    found = list(Deployment.objects.for_tenant(tenant).filter(name__in=wanted, deleting=False))
+    missing = sorted(set(wanted) - {d.name for d in found})
+    if missing:
+        raise DomainError(f"no such deployment: {', '.join(missing)}", field="deployments")
+    return found
+
+
+@transaction.atomic
+def create_gateway_key(
+    actor: Actor,
+    tenant: Tenant,
+    *,
+    name: str,
+    deployments: Any = (),
+    requests_per_minute: Any = None,
+    tokens_per_minute: Any = None,
+) -> IssuedGatewayKey:
+    """A new key for the tenant's OpenAI-compatible endpoint, limited to ``deployments`` when
+    given, with per-key limits within the tenant's ceiling."""
+    clean_name = (name or "").strip()
+    if not clean_name:
+        raise DomainError("a key needs a name", field="name")
+    if len(clean_name) > 100:
+        raise DomainError("must be at most 100 characters", field="name")
+    quota = TenantQuota.objects.get(tenant=tenant)
+    rpm = _key_limit(requests_per_minute, "requests_per_minute", quota.requests_per_minute)
+    tpm = _key_limit(tokens_per_minute, "tokens_per_minute", quota.tokens_per_minute)
+    scoped = _key_deployments(tenant, deployments)
+    if GatewayKey.objects.for_tenant(tenant).active().filter(name=clean_name).exists():
+        raise Conflict("an active key of this tenant already has this name", field="name")
+    prefix = secrets.token_hex(GATEWAY_KEY_PREFIX_LENGTH // 2)
+    secret = secrets.token_urlsafe(GATEWAY_KEY_SECRET_BYTES)
+    try:
+        with transaction.atomic():
+            key = GatewayKey.objects.create(
+                tenant=tenant,
+                name=clean_name,
+                prefix=prefix,
+                secret_hash=hash_gateway_key_secret(secret),
+                requests_per_minute=rpm,
+                tokens_per_minute=tpm,
+                created_by=actor.user_or_none,
+            )
+    except IntegrityError:  # a concurrent create took the name
+        raise Conflict("an active key of this tenant already has this name", field="name") from None
+    key.deployments.set(scoped)
+    gateway_sync.config_changed()
+    audit.record(
+        actor,
+        "gateway_key.create",
+        key,
+        tenant=tenant,
+        changes={
+            "name": key.name,
+            "deployments": [d.name for d in scoped],
+            "requests_per_minute": rpm,
+            "tokens_per_minute": tpm,
+        },
+    )
+    return IssuedGatewayKey(key=key, plaintext=f"{GATEWAY_KEY_SCHEME}_{prefix}_{secret}")
+
+
+@transaction.atomic
+def update_gateway_key(actor: Actor, key: GatewayKey, changes: dict[str, Any]) -> GatewayKey:
+    """Change a key's limits or deployment scope (all validated before anything is saved)."""
+    allowed = {"requests_per_minute", "tokens_per_minute", "deployments"}
+    unknown = set(changes) - allowed
+    if unknown:
+        field = sorted(unknown)[0]
+        raise DomainError(f"'{field}' cannot be changed", field=field)
+    key = GatewayKey.objects.select_for_update().get(pk=key.pk)
+    if key.is_revoked:
+        raise Conflict("a revoked key cannot be changed", field="revoked_at")
+    quota = TenantQuota.objects.get(tenant_id=key.tenant_id)
+    before: dict[str, Any] = {
+        "requests_per_minute": key.requests_per_minute,
+        "tokens_per_minute": key.tokens_per_minute,
+        "deployments": sorted(key.deployments.values_list("name", flat=True)),
+    }
+    after = dict(before)
+    if "requests_per_minute" in changes:
+        after["requests_per_minute"] = _key_limit(
+            changes["requests_per_minute"], "requests_per_minute", quota.requests_per_minute
+        )
+    if "tokens_per_minute" in changes:
+        after["tokens_per_minute"] = _key_limit(
+            changes["tokens_per_minute"], "tokens_per_minute", quota.tokens_per_minute
+        )
+    scoped = None
+    if "deployments" in changes:
+        scoped = _key_deployments(key.tenant, changes["deployments"])
+        after["deployments"] = sorted(d.name for d in scoped)
+    delta = audit.diff(before, after)
+    if not delta:
+        return key
+    key.requests_per_minute = after["requests_per_minute"]
+    key.tokens_per_minute = after["tokens_per_minute"]
+    key.save(update_fields=["requests_per_minute", "tokens_per_minute"])
+    if scoped is not None:
+        key.deployments.set(scoped)
+    audit.record(actor, "gateway_key.update", key, tenant=key.tenant, changes=delta)
+    gateway_sync.config_changed()
+    return key
+
+
+@transaction.atomic
+def revoke_gateway_key(actor: Actor, key: GatewayKey) -> GatewayKey:
+    # Conditional update: of two concurrent revocations exactly one records the event.
+    updated = GatewayKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    key.refresh_from_db()
+    if updated:
+        audit.record(actor, "gateway_key.revoke", key, tenant=key.tenant)
+        gateway_sync.config_changed()
+    return key

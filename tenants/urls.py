@@ -20,5 +20,11 @@ urlpatterns = [
         views.TokenRevokeView.as_view(),
         name="tenant-token-revoke",
     ),
+    path("t/<slug:tenant_slug>/gateway/", views.GatewayView.as_view(), name="tenant-gateway"),
+    path(
+        "t/<slug:tenant_slug>/gateway/keys/<int:pk>/revoke/",
+        views.GatewayKeyRevokeView.as_view(),
+        name="tenant-gateway-key-revoke",
+    ),
     path("t/<slug:tenant_slug>/audit/", views.AuditLogView.as_view(), name="tenant-audit"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Max
 
@@ -48,3 +49,156 @@ def quota_usage(tenant: Tenant) -> list[UsageRow]:
         UsageRow("Requests per minute", 0, quota.requests_per_minute),
         UsageRow("Tokens per minute", 0, quota.tokens_per_minute),
     ]
+
+
+# --- gateway usage -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LimitUsage:
+    """One gateway limit: what the last minute used (from the gateway's metrics) and the burst
+    the limiter would still admit right now (from its state in Redis)."""
+
+    limit: int | None
+    last_minute: int | None = None
+    burst_left: int | None = None
+
+    @property
+    def percent(self) -> int:
+        if not self.limit or self.last_minute is None:
+            return 0
+        return min(100, round(100 * self.last_minute / self.limit))
+
+
+@dataclass(frozen=True)
+class GatewayLiveUsage:
+    redis_available: bool
+    tenant_rpm: LimitUsage
+    tenant_tpm: LimitUsage
+    keys: dict[int, tuple[LimitUsage, LimitUsage]]
+
+
+def _burst_levels(tenant: Tenant, keys: list[Any]) -> list[tuple[float | None, int]] | None:
+    """GCRA levels (units not yet replenished) of the tenant's and each key's RPM and TPM, in
+    the order tenant rpm, tenant tpm, then rpm and tpm per key; one Redis round trip."""
+    import redis
+    from django.conf import settings
+
+    from gateway.ratelimit import LimitName, state_key
+
+    prefix = settings.GATEWAY_RATELIMIT_PREFIX
+    names = [
+        state_key(prefix, tenant.slug, "", LimitName.TENANT_RPM),
+        state_key(prefix, tenant.slug, "", LimitName.TENANT_TPM),
+    ]
+    for key in keys:
+        names.append(state_key(prefix, tenant.slug, str(key.id), LimitName.KEY_RPM))
+        names.append(state_key(prefix, tenant.slug, str(key.id), LimitName.KEY_TPM))
+    try:
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
+        )
+        pipe = client.pipeline(transaction=False)
+        pipe.time()
+        pipe.mget(names)
+        (seconds, micros), values = pipe.execute()
+        client.close()
+    except redis.RedisError:
+        return None
+    now = seconds * 1_000_000 + micros
+    return [(float(v) if v else None, now) for v in values]
+
+
+def gateway_live_usage(
+    tenant: Tenant, keys: list[Any], last_minute: dict[tuple[str, str], Any] | None = None
+) -> GatewayLiveUsage:
+    """Each gateway limit of the tenant and its keys against what was used.
+
+    ``last_minute`` is ``gateway_traffic(tenant, "1m")`` (None when Prometheus is away).
+    """
+    from gateway.ratelimit import used_units
+
+    quota = TenantQuota.objects.get(tenant=tenant)
+    levels = _burst_levels(tenant, keys)
+
+    def usage(index: int, limit: int | None, used: float | None) -> LimitUsage:
+        burst = None
+        if levels is not None and limit:
+            tat, now = levels[index]
+            burst = limit - used_units(tat, now, limit)
+        return LimitUsage(limit, None if used is None else round(used), burst)
+
+    def summed(prefix: str | None, field: str) -> float | None:
+        if last_minute is None:
+            return None
+        return sum(
+            getattr(row, field)
+            if field == "requests"
+            else row.prompt_tokens + row.completion_tokens
+            for (key, _), row in last_minute.items()
+            if prefix is None or key == prefix
+        )
+
+    per_key = {
+        key.id: (
+            usage(2 + 2 * i, key.requests_per_minute, summed(key.prefix, "requests")),
+            usage(3 + 2 * i, key.tokens_per_minute, summed(key.prefix, "tokens")),
+        )
+        for i, key in enumerate(keys)
+    }
+    return GatewayLiveUsage(
+        levels is not None,
+        usage(0, quota.requests_per_minute, summed(None, "requests")),
+        usage(1, quota.tokens_per_minute, summed(None, "tokens")),
+        per_key,
+    )
+
+
+@dataclass(frozen=True)
+class KeyTraffic:
+    """One key's (or one deployment's) traffic through the gateway over a window."""
+
+    requests: float = 0
+    errors: float = 0
+    prompt_tokens: float = 0
+    completion_tokens: float = 0
+
+
+def gateway_traffic(tenant: Tenant, window: str = "24h") -> dict[tuple[str, str], KeyTraffic]:
+    """Per (key prefix, deployment): requests, errors and tokens over ``window``, from the
+    gateway's Prometheus metrics; four queries whatever the number of keys. Raises
+    ``deployments.metrics.MetricsUnavailable`` when Prometheus cannot answer."""
+    import re
+
+    from prometheus_api_client import PrometheusApiClientException
+    from requests import RequestException
+
+    from deployments.metrics import MetricsUnavailable, client
+
+    if not re.fullmatch(r"[1-9][0-9]*[smhd]", window):
+        raise ValueError(f"{window!r} is not a Prometheus duration")
+    selector = f'tenant="{tenant.slug}"'
+    metrics = {
+        "requests": "gateway_requests_total",
+        "errors": "gateway_errors_total",
+        "prompt_tokens": "gateway_prompt_tokens_total",
+        "completion_tokens": "gateway_completion_tokens_total",
+    }
+    queries = {
+        field: f"sum by (key, deployment) (increase({metric}{{{selector}}}[{window}]))"
+        for field, metric in metrics.items()
+    }
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    prometheus = client()
+    for field, query in queries.items():
+        try:
+            result = prometheus.custom_query(query)
+        except (PrometheusApiClientException, RequestException) as exc:
+            raise MetricsUnavailable(
+                f"Prometheus is unreachable ({exc.__class__.__name__})"
+            ) from exc
+        for sample in result:
+            labels = sample.get("metric", {})
+            row = rows.setdefault((labels.get("key", ""), labels.get("deployment", "")), {})
+            row[field] = round(float(sample["value"][1]))
+    return {k: KeyTraffic(**v) for k, v in rows.items() if k[0]}

@@ -13,6 +13,7 @@ from . import build, config
 SCRAPE_POD_LABEL = "inference.backend"
 SCRAPE_POD_LABEL_VALUE = "tgi"
 SCRAPE_INTERVAL = "2s"  # short so tests observe fresh samples quickly
+RULES_DIR = config.REPO_ROOT / "deploy" / "prometheus"
 
 
 def _label_meta(label: str) -> str:
@@ -77,13 +78,25 @@ def render_config(layout: config.Layout) -> dict[str, Any]:
         }
         for name, port in (("portal-web", config.PORTAL_WEB_PORT), ("gateway", config.GATEWAY_PORT))
     ]
+    # Gateway processes on other ports (tests, benchmarks) register themselves by dropping a
+    # target file here; Prometheus re-reads the directory without a reload.
+    static_jobs[1]["file_sd_configs"] = [
+        {"files": [str(gateway_targets_dir(layout) / "*.json")], "refresh_interval": "1s"}
+    ]
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        # The portal's soft-guardrail alerts (manage.py export_guardrail_rules writes them).
+        "rule_files": [str(RULES_DIR / "*.yml")],
         "scrape_configs": [tgi_job, *static_jobs],
     }
 
 
+def gateway_targets_dir(layout: config.Layout) -> Path:
+    return layout.prometheus / "gateway-targets"
+
+
 def write_config(layout: config.Layout) -> Path:
+    gateway_targets_dir(layout).mkdir(parents=True, exist_ok=True)
     target = layout.prometheus / "prometheus.yml"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(render_config(layout), sort_keys=False))

@@ -1,29 +1,32 @@
-"""Tenant metrics panels from Prometheus, and the soft-guardrail alerting rules."""
+"""Tenant metrics panels from Prometheus and the metrics pages."""
 
 from __future__ import annotations
 
 import math
-import shutil
+import re
 import socket
-import subprocess
 import time
-from pathlib import Path
+from decimal import Decimal as D
 from typing import Any
 
 import httpx
 import pytest
-import yaml
+from django.urls import reverse
 from prometheus_api_client import PrometheusConnect
 
-from deployments import metrics
+from deployments import alerts, cost, dashboards, metrics
 from deployments.choices import RolloutState as S
-from deployments.metrics import PANELS, MetricsUnavailable, tenant_panels, tenant_panels_range
+from deployments.metrics import (
+    PANELS,
+    RANGED_PANELS,
+    MetricsUnavailable,
+    tenant_panels,
+    tenant_panels_range,
+)
+from deployments.models import ReplicaChange
 from deployments.rollout import ready_endpoint_ips
 from tests.deployments.conftest import Fleet
 from tests.fixtures.cluster import wait_for
-
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "inference-rules.yml"
-PROMTOOL = "/usr/bin/promtool"
 
 
 def _closed_port() -> int:
@@ -83,7 +86,7 @@ def test_range_variant_is_one_query_per_panel_and_drops_nan(
     monkeypatch.setattr(PrometheusConnect, "custom_query_range", custom_query_range)
     series = tenant_panels_range("tenant-acme", step="15s")
 
-    assert steps == ["15s"] * len(PANELS)
+    assert steps == ["15s"] * len(RANGED_PANELS)
     assert series["queue_size"] == {("chat", "blue"): [(40.0, 2.5)]}
 
 
@@ -119,40 +122,7 @@ def test_rejects_what_would_change_the_query(namespace: str, window: str) -> Non
         tenant_panels(namespace, window)
 
 
-def test_alerting_rules_pass_promtool() -> None:
-    if not Path(PROMTOOL).exists() and not shutil.which("promtool"):
-        pytest.skip("promtool is not installed (Debian package `prometheus`)")
-    checked = subprocess.run(
-        [PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, check=False
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 3 rules found" in checked.stdout
-
-
-def test_alerting_rules_cover_the_guardrails_with_a_remedy() -> None:
-    rules = [
-        rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
-    ]
-    assert {rule["alert"] for rule in rules} == {
-        "TGIQueueDepthHigh",
-        "TGITimeToFirstTokenHigh",
-        "TGIErrorRatioHigh",
-    }
-    for rule in rules:
-        assert "inference_portal_deployment" in rule["expr"]
-        assert "$labels.inference_portal_deployment" in rule["annotations"]["summary"]
-        assert rule["annotations"]["remedy"]
-    durations = {rule["alert"]: rule["for"] for rule in rules}
-    assert durations["TGIQueueDepthHigh"] == "2m" and durations["TGITimeToFirstTokenHigh"] == "5m"
-
-
-@pytest.mark.cluster
-def test_alerting_rule_expressions_run_on_live_prometheus(cluster: Any, settings: Any) -> None:
-    settings.PROMETHEUS_URL = cluster.prometheus_url
-    prometheus = metrics.client()
-    for group in yaml.safe_load(RULES.read_text())["groups"]:
-        for rule in group["rules"]:
-            assert isinstance(prometheus.custom_query(rule["expr"]), list), rule["alert"]
+SENT = {"prompt_tokens": 0, "completion_tokens": 0}
 
 
 def _chat(ip: str) -> None:
@@ -162,6 +132,9 @@ def _chat(ip: str) -> None:
         timeout=10,
     )
     response.raise_for_status()
+    usage = response.json().get("usage") or {}
+    for key in SENT:
+        SENT[key] += int(usage.get(key, 0))
 
 
 @pytest.mark.cluster
@@ -169,8 +142,9 @@ def _chat(ip: str) -> None:
 @pytest.mark.slow
 def test_chat_traffic_shows_in_tenant_panels(fleet: Fleet, cluster: Any, settings: Any) -> None:
     settings.PROMETHEUS_URL = cluster.prometheus_url
+    SENT.update(prompt_tokens=0, completion_tokens=0)
     namespace = fleet.tenant.namespace
-    _, rollout = fleet.deploy()
+    deployment, rollout = fleet.deploy()
     fleet.wait_state(rollout, S.COMPLETED)
     [ip] = ready_endpoint_ips(namespace, "tgi-chat")
     # Rates need the traffic between two scrapes: wait until Prometheus scrapes the new pod.
@@ -206,3 +180,152 @@ def test_chat_traffic_shows_in_tenant_panels(fleet: Fleet, cluster: Any, setting
 
     series = wait_for(ranged, 30, describe=lambda: tenant_panels_range(namespace, step="5s"))
     assert series["request_rate"][("chat", "blue")]
+
+    # The page shows the same numbers, in the row of the deployment's colour.
+    client = fleet.world.client_for("viewer_a")
+    page = client.get(reverse("tenant-metrics", args=[fleet.tenant.slug])).content.decode()
+    row = re.search(r'data-deployment="chat" data-colour="blue">(.*?)</tr>', page, re.S)
+    assert row, page[-3000:]
+    cells = {
+        name: re.sub(r"<[^>]+>", " ", value).split()[0]
+        for name, value in re.findall(r'data-panel="(\w+)">(.*?)</td>', row.group(1), re.S)
+    }
+    assert cells["ready_replicas"] == "1"
+    assert cells["success_ratio"] == "100.0%"
+    assert cells["request_rate"] not in ("—", "0")
+    assert cells["error_rate"] == "none"
+    assert '<svg class="sparkline"' in row.group(1)
+    detail = client.get(
+        reverse("deployment-metrics", args=[fleet.tenant.slug, deployment.pk]),
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    assert 'data-panel="request_rate"' in detail and '<svg class="chart"' in detail
+
+    # Cost: the replica history records the running replica; tokens come from TGI's counters.
+    cost.sample_replicas()
+    [change] = ReplicaChange.objects.filter(deployment=deployment)
+    assert (change.colour, change.replicas, change.price_per_gpu_hour) == ("blue", 1, D("3.40"))
+
+    # Tokens served are TGI's own counters: what the pod says it generated (our requests plus
+    # the rollout's checks). increase() extrapolates at the window's edges, and the latest
+    # requests show after the next scrape: close to, not exactly, the pod's counters.
+    exposition = httpx.get(f"http://{ip}:80/metrics", timeout=5).text
+    counters = {
+        name: float(value)
+        for name, value in re.findall(
+            r"^(tgi_request_generated_tokens_sum|tgi_request_input_length_sum) (\S+)$",
+            exposition,
+            re.M,
+        )
+    }
+    generated = counters["tgi_request_generated_tokens_sum"]
+    assert generated >= SENT["completion_tokens"] > 0
+
+    def served() -> Any:
+        report = cost.tenant_cost(fleet.tenant, *cost.window_days(1))
+        [row] = [r for r in report.rows if r.deployment.pk == deployment.pk]
+        return row if 0.9 * generated <= row.output_tokens <= 1.1 * generated else None
+
+    row_cost = wait_for(served, 20, describe=lambda: (counters, SENT))
+    inputs = counters["tgi_request_input_length_sum"]
+    assert 0.9 * inputs <= row_cost.input_tokens <= 1.1 * inputs
+    assert row_cost.gpu_hours > 0 and row_cost.cost > 0
+
+
+# --- the pages ------------------------------------------------------------------------------
+
+
+def test_metrics_pages_say_prometheus_is_unreachable_and_still_render(
+    world: Any, settings: Any
+) -> None:
+    settings.PROMETHEUS_URL = f"http://127.0.0.1:{_closed_port()}"
+    client = world.client_for("viewer_a")
+    slug = world.tenant_a.slug
+    deployment = world.objects["deployment_a"]
+    for url in (
+        reverse("tenant-metrics", args=[slug]),
+        reverse("deployment-metrics", args=[slug, deployment.pk]),
+    ):
+        response = client.get(url)
+        page = response.content.decode()
+        assert response.status_code == 200, url
+        assert 'data-testid="prometheus-unreachable"' in page
+        assert "Prometheus unreachable" in page
+    page = client.get(reverse("tenant-metrics", args=[slug])).content.decode()
+    assert deployment.name in page  # the database's facts stay on the page
+    alerts_card = client.get(reverse("tenant-alerts", args=[slug])).content.decode()
+    assert 'data-testid="alerts-unavailable"' in alerts_card
+
+
+def test_metrics_pages_show_empty_states_without_series(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PrometheusConnect, "custom_query", lambda self, q, params=None: [])
+    monkeypatch.setattr(PrometheusConnect, "custom_query_range", lambda self, q, *a: [])
+    client = world.client_for("viewer_a")
+    slug = world.tenant_a.slug
+    page = client.get(reverse("tenant-metrics", args=[slug])).content.decode()
+    assert 'data-testid="no-data"' in page
+    assert 'data-testid="no-alerts"' in page
+    assert 'data-testid="no-gpu-metrics"' in page
+    detail = client.get(
+        reverse("deployment-metrics", args=[slug, world.objects["deployment_a"].pk]),
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    assert 'data-testid="no-data"' in detail
+    assert "<html" not in detail  # HTMX gets the live partial only
+
+
+def _count_queries(monkeypatch: pytest.MonkeyPatch, names: list[str]) -> list[str]:
+    queries: list[str] = []
+
+    def custom_query(self: Any, query: str, params: Any = None) -> list[dict[str, Any]]:
+        queries.append(query)
+        return _vector(names)
+
+    def custom_query_range(self: Any, query: str, *args: Any) -> list[dict[str, Any]]:
+        queries.append(query)
+        return [
+            {"metric": sample["metric"], "values": [[1.0, "1"], [31.0, "2"]]}
+            for sample in _vector(names)
+        ]
+
+    monkeypatch.setattr(PrometheusConnect, "custom_query", custom_query)
+    monkeypatch.setattr(PrometheusConnect, "custom_query_range", custom_query_range)
+    return queries
+
+
+def test_tenant_metrics_page_costs_a_fixed_number_of_queries(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deployments.models import Deployment
+
+    client = world.client_for("viewer_a")
+    url = reverse("tenant-metrics", args=[world.tenant_a.slug])
+    counts = []
+    for extra in (0, 12):
+        for i in range(extra):
+            Deployment.objects.create(
+                tenant=world.tenant_a,
+                name=f"extra-{i}",
+                model=world.objects["model_a"],
+                tier=world.objects["deployment_a"].tier,
+            )
+        names = list(
+            Deployment.objects.filter(tenant=world.tenant_a).values_list("name", flat=True)
+        )
+        queries = _count_queries(monkeypatch, names)
+        page = client.get(url).content.decode()
+        assert page.count('data-testid="row"') == 2 * len(names)  # blue and green of each
+        counts.append(len(queries))
+        assert not any(name in q for q in queries for name in names)
+    assert (
+        counts[0]
+        == counts[1]
+        == (
+            len(dashboards.TENANT_PANELS)
+            + len(dashboards.SPARK_PANELS)
+            + len(metrics.GATEWAY_PANELS)
+            + len(alerts.GUARDRAILS)
+        )
+    )

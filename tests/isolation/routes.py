@@ -177,6 +177,28 @@ ROUTES: list[Route] = [
         lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["token_b"].pk},
         note="other tenant's token",
     ),
+    Route("tenant-gateway", "get", UI_READ, tenant_a),
+    # Gateway keys are the tenant's (not personal): owners and platform admins manage them.
+    Route(
+        "tenant-gateway",
+        "post",
+        writes(201, least="owner_a", api=False),
+        tenant_a,
+        {"name": "web-app", "requests_per_minute": 60},
+    ),
+    Route(
+        "tenant-gateway-key-revoke",
+        "post",
+        writes(302, least="owner_a", api=False),
+        in_a("gateway_key_a"),
+    ),
+    Route(
+        "tenant-gateway-key-revoke",
+        "post",
+        {**writes(404, least="owner_a", api=False)},
+        lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["gateway_key_b"].pk},
+        note="other tenant's key",
+    ),
     Route("tenant-audit", "get", UI_READ, tenant_a),
     Route("model-list", "get", UI_READ, tenant_a),
     Route(
@@ -235,6 +257,9 @@ ROUTES: list[Route] = [
     Route("deployment-list", "get", UI_READ, tenant_a),
     # --- REST API ---
     Route("api-me", "get", {**API_READ, "owner_b": 200}),
+    # The OpenAPI schema and its docs page: any signed-in user (the schema names no tenant).
+    Route("api-schema", "get", {**API_READ, "owner_b": 200}),
+    Route("api-docs", "get", {**UI_READ, "owner_b": 200}),
     Route("api-tenant-list", "get", {**API_READ, "owner_b": 200}),
     Route(
         "api-tenant-list",
@@ -310,6 +335,37 @@ ROUTES: list[Route] = [
         {**API_READ, "owner_a": 404, "maintainer_a": 404, "viewer_a": 404, "admin": 404},
         lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["token_b"].pk},
         note="other tenant's token",
+    ),
+    Route("api-gateway-key-list", "get", API_READ, tenant_a),
+    Route(
+        "api-gateway-key-list",
+        "post",
+        writes(201, least="owner_a", api=True),
+        tenant_a,
+        {"name": "batch-jobs", "deployments": ["alpha-chat"], "tokens_per_minute": 5000},
+        json=True,
+    ),
+    Route("api-gateway-key-detail", "get", API_READ, in_a("gateway_key_a")),
+    Route(
+        "api-gateway-key-detail",
+        "patch",
+        writes(200, least="owner_a", api=True),
+        in_a("gateway_key_a"),
+        {"requests_per_minute": 30},
+        json=True,
+    ),
+    Route(
+        "api-gateway-key-detail",
+        "delete",
+        writes(204, least="owner_a", api=True),
+        in_a("gateway_key_a"),
+    ),
+    Route(
+        "api-gateway-key-detail",
+        "get",
+        {**API_READ, "owner_a": 404, "maintainer_a": 404, "viewer_a": 404, "admin": 404},
+        lambda w: {"tenant_slug": w.tenant_a.slug, "pk": w.objects["gateway_key_b"].pk},
+        note="other tenant's key",
     ),
     Route("api-quota", "get", API_READ, tenant_a),
     Route("api-quota", "patch", platform_write(200), tenant_a, {"max_gpus": 3}, json=True),
@@ -555,5 +611,30 @@ ROUTES += [
             "pk": _rollout_a(w).pk,
         },
         note="rollout under another tenant's deployment",
+    ),
+]
+
+# --- metrics, guardrail alerts and cost (deployments/metrics_views.py) ----------------------
+# Prometheus being up or not changes what these pages say, never who may see them.
+ROUTES += [
+    Route("tenant-metrics", "get", UI_READ, tenant_a),
+    Route("tenant-alerts", "get", UI_READ, tenant_a),
+    Route("tenant-cost", "get", UI_READ, tenant_a),
+    # A bad window is refused by every persona who may see the page, naming the field.
+    Route(
+        "tenant-cost",
+        "get",
+        {**UI_READ, **dict.fromkeys(("owner_a", "maintainer_a", "viewer_a", "admin"), 422)},
+        tenant_a,
+        {"days": "0"},
+        note="bad window",
+    ),
+    Route("deployment-metrics", "get", UI_READ, deployment_in_a),
+    Route(
+        "deployment-metrics",
+        "get",
+        {**UI_READ, **NOT_IN_A},
+        other_deployment,
+        note="other tenant's deployment",
     ),
 ]

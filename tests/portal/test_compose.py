@@ -6,6 +6,7 @@ There is no Docker engine on this machine, so the file's structure is checked in
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,12 @@ def compose() -> dict[str, Any]:
 
 
 def test_stack_has_the_expected_services(compose: dict[str, Any]) -> None:
-    assert {"web", "worker", "beat", "postgres", "redis", "migrate"} <= set(compose["services"])
+    expected = {"web", "worker", "beat", "gateway", "postgres", "redis", "migrate"}
+    assert expected <= set(compose["services"])
 
 
 def test_portal_services_use_postgres_and_redis_in_production_mode(compose: dict[str, Any]) -> None:
-    for name in ("web", "worker", "beat", "migrate"):
+    for name in ("web", "worker", "beat", "gateway", "migrate"):
         env = compose["services"][name]["environment"]
         assert env["PORTAL_MODE"] == "production"
         assert env["DATABASE_URL"].startswith("postgres://") and "@postgres:" in env["DATABASE_URL"]
@@ -44,7 +46,7 @@ def test_dependencies_point_at_defined_services(compose: dict[str, Any]) -> None
 
 
 def test_every_command_exists_in_the_project(compose: dict[str, Any]) -> None:
-    for name in ("web", "worker", "beat", "migrate"):
+    for name in ("web", "worker", "beat", "gateway", "migrate"):
         command = compose["services"][name]["command"]
         if command[0] == "gunicorn":
             module, _, attribute = command[1].partition(":")
@@ -55,8 +57,19 @@ def test_every_command_exists_in_the_project(compose: dict[str, Any]) -> None:
             assert command[3] in ("worker", "beat")
         elif command[:2] == ["python", "manage.py"]:
             assert command[2] in get_commands(), command
+        elif command[:3] == ["python", "-m", "gateway"]:
+            assert importlib.util.find_spec("gateway.__main__") is not None
         else:
             pytest.fail(f"{name}: unknown command {command}")
+
+
+def test_gateway_listens_on_8080_and_publishes_it(compose: dict[str, Any]) -> None:
+    gateway = compose["services"]["gateway"]
+    command = gateway["command"]
+    assert command[command.index("--port") + 1] == "8080"
+    assert command[command.index("--host") + 1] == "0.0.0.0"  # reachable from outside
+    assert "127.0.0.1:8080:8080" in gateway["ports"]
+    assert gateway["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
 def test_healthcheck_url_exists(compose: dict[str, Any]) -> None:

@@ -27,11 +27,17 @@ def test_admin_edits_quota_with_history(world: World) -> None:
         "monthly_gpu_hour_budget": "750.0",
         "requests_per_minute": quota.requests_per_minute,
         "tokens_per_minute": quota.tokens_per_minute,
+        # The gateway's output caps: require max_tokens and cap it at 512 per request.
+        "require_max_tokens": "on",
+        "max_output_tokens": 512,
+        "max_request_bytes": quota.max_request_bytes,
     }
     assert client.post(url, form).status_code == 302
     change = QuotaChange.objects.get(tenant=world.tenant_a)
     assert change.changes["max_gpus"] == [8, 20]
     assert change.changes["allowed_tiers"] == [["l4"], ["l4", "a100-80g"]]
+    assert change.changes["max_output_tokens"] == [None, 512]
+    assert change.changes["require_max_tokens"] == [False, True]
     assert AuditEvent.objects.filter(action="quota.update", channel="admin").exists()
     history = client.get(
         reverse("admin:tenants_tenant_change", args=[world.tenant_a.pk])

@@ -1,0 +1,269 @@
+"""Soft guardrails: alerts on queue depth, p95 time to first token and the error ratio.
+
+The guardrails are data (``GUARDRAILS``). The same definitions serve twice:
+
+- ``render_rules(tiers)`` exports them as a Prometheus rule file (one rule per guardrail and
+  tier, since thresholds are per tier); ``manage.py export_guardrail_rules`` writes it and
+  ``deploy/prometheus/inference-rules.yml`` is that file for the default tiers.
+- ``evaluate(namespace)`` asks Prometheus the same expressions for the deployment and tenant
+  pages: ONE range query per guardrail for all of a tenant's deployments, covering the hold
+  time (the rule's ``for``). A guardrail fires when every point of the hold is above the
+  tier's threshold, and is pending when only the latest is.
+
+Series come from the ``tgi-pods`` scrape job (see deployments/metrics.py): the pod labels after
+labelmap carry tenant, deployment, colour and tier. Nothing here is enforced: these are soft
+guardrails with remedies, not admission checks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import yaml
+from django.conf import settings
+
+from deployments import metrics
+from deployments.models import Tier
+
+LABELS = (
+    "namespace",
+    "inference_portal_tenant",
+    "inference_portal_deployment",
+    "inference_portal_colour",
+    "inference_portal_tier",
+)
+TIER_LABEL = "inference_portal_tier"
+GROUP_NAME = "inference-portal-guardrails"
+ERROR_RATIO_THRESHOLD = 0.05
+POINTS_PER_HOLD = 12
+"""Resolution of the portal's evaluation: the hold is checked at this many steps."""
+
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    """One alert: a value per deployment and colour, a per-tier threshold, a hold, remedies.
+
+    ``expr`` is a PromQL template with ``{sel}`` (series selector without braces) and ``{by}``.
+    """
+
+    alert: str
+    title: str
+    unit: str
+    expr: str
+    hold: timedelta
+    threshold: Callable[[Tier], float]
+    summary: str
+    description: str
+    remedies: tuple[str, ...]
+
+    def query(self, selector: str) -> str:
+        return self.expr.format(sel=selector, by=", ".join(LABELS))
+
+    @property
+    def hold_text(self) -> str:
+        return _duration(self.hold)
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+
+
+def _p95(histogram: str, extra: str = "") -> str:
+    return (
+        "histogram_quantile(0.95, sum by ({by}, le) "
+        f"(rate({histogram}_bucket{{{{{{sel}}{extra}}}}}[5m])))"
+    )
+
+
+REMEDY_REPLICAS = "Add replicas (or raise max replicas so the autoscaler can)."
+REMEDY_POOL = "Move the deployment to a dedicated GPU pool so it does not share capacity."
+REMEDY_MAX_INPUT = "Lower max input tokens so prefill batches are shorter."
+REMEDY_QUANTIZE = "Serve a quantized model (AWQ/GPTQ, fp8) for faster prefill and more KV cache."
+
+GUARDRAILS: tuple[Guardrail, ...] = (
+    Guardrail(
+        alert="TGIQueueDepthHigh",
+        title="Queue depth high",
+        unit="requests per replica",
+        expr="avg by ({by}) (tgi_queue_size{{{sel}}})",
+        hold=timedelta(minutes=2),
+        threshold=lambda tier: float(tier.queue_depth_alert),
+        summary="{{ $labels.inference_portal_deployment }} ({{ $labels.inference_portal_colour }})"
+        ' in {{ $labels.namespace }} has {{ $value | printf "%.0f" }} requests queued per replica',
+        description="The average TGI queue per replica stayed above the tier's threshold for the"
+        " hold time; requests wait before any work starts.",
+        remedies=(REMEDY_REPLICAS, REMEDY_POOL),
+    ),
+    Guardrail(
+        alert="TGITimeToFirstTokenHigh",
+        title="p95 time to first token high",
+        unit="s",
+        expr=_p95("tgi_request_queue_duration")
+        + " + "
+        + _p95("tgi_batch_inference_duration", ', method="prefill"'),
+        hold=timedelta(minutes=5),
+        threshold=lambda tier: float(tier.ttft_p95_alert_seconds),
+        summary="{{ $labels.inference_portal_deployment }} ({{ $labels.inference_portal_colour }})"
+        " in {{ $labels.namespace }}: p95 time to first token {{ $value | humanizeDuration }}",
+        description="p95 queue time plus p95 prefill time (TGI's stand-in for time to first"
+        " token) stayed above the tier's threshold for the hold time.",
+        remedies=(REMEDY_REPLICAS, REMEDY_MAX_INPUT, REMEDY_POOL, REMEDY_QUANTIZE),
+    ),
+    Guardrail(
+        alert="TGIErrorRatioHigh",
+        title="Error ratio high",
+        unit="ratio",
+        expr="sum by ({by}) (rate(tgi_request_failure{{{sel}}}[5m])) / sum by ({by}) "
+        '(rate({{__name__=~"tgi_request_success|tgi_request_failure", {sel}}}[5m]))',
+        hold=timedelta(minutes=5),
+        threshold=lambda tier: ERROR_RATIO_THRESHOLD,
+        summary="{{ $labels.inference_portal_deployment }} ({{ $labels.inference_portal_colour }})"
+        " in {{ $labels.namespace }} fails {{ $value | humanizePercentage }} of requests",
+        description="More than 5% of requests failed over 5 minutes (tgi_request_failure by err"
+        " shows which kind: overloaded, validation, generation, ...).",
+        remedies=(
+            "Overloaded errors: add replicas or use a dedicated GPU pool.",
+            "Validation errors: clients send prompts beyond max input tokens (raise it, or send"
+            " less).",
+            "Generation errors: check the pod logs; a quantized model helps when memory is short.",
+        ),
+    ),
+)
+GUARDRAILS_BY_ALERT = {guardrail.alert: guardrail for guardrail in GUARDRAILS}
+
+
+# --- the rule file -------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    return format(Decimal(str(value)).normalize(), "f")
+
+
+def render_rules(tiers: Iterable[Tier]) -> dict[str, Any]:
+    """The guardrails as a Prometheus rule file: one rule per guardrail and tier."""
+    rules: list[dict[str, Any]] = []
+    for guardrail in GUARDRAILS:
+        for tier in sorted(tiers, key=lambda t: t.slug):
+            selector = f'inference_backend="tgi", {TIER_LABEL}="{tier.slug}"'
+            threshold = guardrail.threshold(tier)
+            rules.append(
+                {
+                    "alert": guardrail.alert,
+                    "expr": f"({guardrail.query(selector)}) > {_number(threshold)}",
+                    "for": guardrail.hold_text,
+                    "labels": {"severity": "warning", "guardrail": "soft", "tier": tier.slug},
+                    "annotations": {
+                        "summary": guardrail.summary,
+                        "description": f"{guardrail.description} Threshold on tier {tier.slug}:"
+                        f" {_number(threshold)} {guardrail.unit}, hold {guardrail.hold_text}.",
+                        "remedy": " ".join(guardrail.remedies),
+                    },
+                }
+            )
+    return {"groups": [{"name": GROUP_NAME, "rules": rules}]}
+
+
+RULES_HEADER = """\
+# Soft guardrails for TGI deployments served by the inference portal.
+# GENERATED by `manage.py export_guardrail_rules` from deployments/alerts.py and the tiers'
+# thresholds (Tier.queue_depth_alert, Tier.ttft_p95_alert_seconds); do not edit by hand.
+# Series come from the tgi-pods scrape job; TGI counters carry no `_total` suffix, and time to
+# first token is p95 queue time plus p95 prefill time (TGI's own dashboard does the same).
+"""
+
+
+def rules_yaml(tiers: Iterable[Tier]) -> str:
+    body = yaml.safe_dump(render_rules(list(tiers)), sort_keys=False, width=100)
+    return RULES_HEADER + body
+
+
+# --- evaluating for the pages --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A guardrail that fires (held for its hold time) or is pending (above right now)."""
+
+    guardrail: Guardrail
+    deployment: str
+    colour: str
+    tier: str
+    value: float
+    threshold: float
+    firing: bool
+
+    @property
+    def state(self) -> str:
+        return "firing" if self.firing else "pending"
+
+
+def hold_for(guardrail: Guardrail) -> timedelta:
+    """The hold the portal checks: the rule's, unless GUARDRAIL_HOLD_SECONDS overrides it."""
+    override = settings.GUARDRAIL_HOLD_SECONDS
+    return timedelta(seconds=override) if override else guardrail.hold
+
+
+def evaluate(namespace: str, *, end: datetime | None = None) -> list[Alert]:
+    """Firing and pending guardrails of a tenant's deployments, worst first.
+
+    One range query per guardrail; raises metrics.MetricsUnavailable when Prometheus cannot
+    answer. Thresholds come from the Tier named by each series' tier label.
+    """
+    if not _NAMESPACE.fullmatch(namespace):
+        raise ValueError(f"{namespace!r} is not a Kubernetes namespace name")
+    tiers = {tier.slug: tier for tier in Tier.objects.all()}
+    end = end or datetime.now().astimezone()
+    selector = f'namespace="{namespace}", inference_backend="tgi"'
+    holds = [hold_for(guardrail) for guardrail in GUARDRAILS]
+    steps = [max(1, int(hold.total_seconds() // POINTS_PER_HOLD)) for hold in holds]
+    answers = metrics.query_all(
+        [
+            metrics.Query.range(guardrail.query(selector), end - hold, end, f"{step}s")
+            for guardrail, hold, step in zip(GUARDRAILS, holds, steps, strict=True)
+        ]
+    )
+    alerts: list[Alert] = []
+    for guardrail, hold, step, series in zip(GUARDRAILS, holds, steps, answers, strict=True):
+        for item in series:
+            alert = _judge(guardrail, item, tiers, hold, step)
+            if alert is not None:
+                alerts.append(alert)
+    return sorted(alerts, key=lambda a: (not a.firing, a.deployment, a.colour, a.guardrail.alert))
+
+
+def _judge(
+    guardrail: Guardrail,
+    item: dict[str, Any],
+    tiers: dict[str, Tier],
+    hold: timedelta,
+    step: int,
+) -> Alert | None:
+    labels = item["metric"]
+    tier = tiers.get(labels.get(TIER_LABEL, ""))
+    if tier is None:
+        return None
+    threshold = guardrail.threshold(tier)
+    points = [(float(t), float(v)) for t, v in item["values"]]
+    if not points or math.isnan(points[-1][1]) or points[-1][1] <= threshold:
+        return None
+    # Firing needs the whole hold covered (a gap or a late start is not "stayed high").
+    covered = len(points) >= int(hold.total_seconds() // step)
+    firing = covered and all(not math.isnan(v) and v > threshold for _, v in points)
+    return Alert(
+        guardrail=guardrail,
+        deployment=labels.get("inference_portal_deployment", ""),
+        colour=labels.get("inference_portal_colour", ""),
+        tier=tier.slug,
+        value=points[-1][1],
+        threshold=threshold,
+        firing=firing,
+    )
