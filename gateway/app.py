@@ -78,6 +78,7 @@ class Call:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     usage_known: bool = False
+    streamed_events: int = 0  # token events relayed, for usage when a stream is cut short
     headers: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -500,6 +501,7 @@ class Gateway:
                         event, pending = pending[: end + 2], pending[end + 2 :]
                         if _stream_usage(call, event) and drop_usage:
                             continue
+                        call.streamed_events += 1
                         out.append(event)
                     if out:
                         await send(
@@ -522,7 +524,13 @@ class Gateway:
         decision = call.decision
         if decision is None or decision.reservation is None:
             return
-        used = call.prompt_tokens + call.completion_tokens if call.usage_known else 0
+        call.decision = None  # settle once, whichever path ends the request
+        if call.usage_known:
+            used = call.prompt_tokens + call.completion_tokens
+        else:
+            # Cut short (client gone, upstream broke): charge what was streamed, each TGI event
+            # carrying one token, plus the prompt estimate; nothing when nothing was served.
+            used = call.prompt_tokens + call.streamed_events if call.streamed_events else 0
         try:
             await self.limiter.settle(decision.reservation, used)
         except Exception:  # settling is bookkeeping: never fail a finished request over it

@@ -8,10 +8,11 @@ its secret; requests refused before a key is known (bad or missing key) carry ``
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
 from gateway.snapshot import Snapshot
 
+disable_created_metrics()  # the *_created series only double the scrape size here
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 REQUESTS = Counter(

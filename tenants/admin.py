@@ -17,7 +17,15 @@ from portal.errors import DomainError
 from tenants import services
 from tenants.audit import Actor
 from tenants.choices import Channel
-from tenants.models import ApiToken, AuditEvent, Membership, QuotaChange, Tenant, TenantQuota
+from tenants.models import (
+    ApiToken,
+    AuditEvent,
+    GatewayKey,
+    Membership,
+    QuotaChange,
+    Tenant,
+    TenantQuota,
+)
 
 
 def admin_actor(request: HttpRequest) -> Actor:
@@ -201,6 +209,45 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for token in queryset:
             services.revoke_api_token(admin_actor(request), token)
+
+
+@admin.register(GatewayKey)
+class GatewayKeyAdmin(admin.ModelAdmin):
+    """Platform admins see every tenant's gateway keys and can revoke them (an abusive client);
+    limits are changed by tenant owners, within the tenant's quota set here in quotas."""
+
+    list_display = (
+        "name",
+        "tenant",
+        "prefix",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "status",
+        "created_at",
+    )
+    list_filter = ("tenant", "revoked_at")
+    search_fields = ("name", "prefix", "tenant__name", "tenant__slug")
+    readonly_fields = (
+        "tenant",
+        "name",
+        "prefix",
+        "deployments",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "created_by",
+        "created_at",
+        "revoked_at",
+    )
+    exclude = ("secret_hash",)
+    actions = ("revoke_selected",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # created by tenant owners, so the key is shown only to them
+
+    @admin.action(description="Revoke selected gateway keys")
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[GatewayKey]) -> None:
+        for key in queryset:
+            services.revoke_gateway_key(admin_actor(request), key)
 
 
 @admin.register(AuditEvent)

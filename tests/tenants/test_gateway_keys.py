@@ -186,3 +186,25 @@ def test_deployment_page_shows_endpoint_and_client_snippets(world: World, no_clu
     assert f'model="{deployment.name}"' in body  # Python
     assert f'model: "{deployment.name}"' in body  # JavaScript
     assert "npm install openai" in body and "pip install openai" in body
+
+
+def test_platform_admin_revokes_a_key_from_the_admin_console(world: World) -> None:
+    key = world.objects["gateway_key_b"]
+    client = world.client_for("admin")
+    listing = client.get(reverse("admin:tenants_gatewaykey_changelist")).content.decode()
+    assert key.prefix in listing and key.secret_hash not in listing
+    response = client.post(
+        reverse("admin:tenants_gatewaykey_changelist"),
+        {"action": "revoke_selected", "_selected_action": [key.pk]},
+    )
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.is_revoked
+    assert AuditEvent.objects.filter(
+        action="gateway_key.revoke", channel="admin", target_id=str(key.pk)
+    ).exists()
+    # Tenant owners and other members never reach the admin console.
+    assert (
+        world.client_for("owner_b").get(reverse("admin:tenants_gatewaykey_changelist")).status_code
+        == 302
+    )
