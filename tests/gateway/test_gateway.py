@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import html
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
+from django.urls import reverse
 
 from tenants import services as tenant_services
 from tenants.models import GatewayKey
-from tests.gateway.conftest import Gateways, Served
+from tests.gateway.conftest import ROOT, Gateways, Served
 
 pytestmark = [pytest.mark.cluster, pytest.mark.worker, pytest.mark.slow]
 
@@ -246,3 +253,63 @@ def _metric(exposition: str, name: str) -> float:
         if line.startswith(name) and (line[len(name)] in " {"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+OPENAI_JS_VERSION = "7.57.0"
+
+
+def _openai_js(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The official `openai` npm package, installed once per machine under var/."""
+    target = ROOT / "var" / "node" / f"openai-{OPENAI_JS_VERSION}"
+    if not (target / "node_modules" / "openai" / "package.json").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(target),
+                f"openai@{OPENAI_JS_VERSION}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return target
+
+
+def test_deployment_page_snippets_run_against_the_gateway(
+    served: Served, gateways: Gateways, settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The Python and JavaScript snippets on the deployment page, copied verbatim, work."""
+    gateway = gateways.start()
+    settings.GATEWAY_PUBLIC_URL = gateway.url
+    page = served.fleet.world.client_for("owner_a").get(
+        reverse("deployment-detail", args=[served.fleet.tenant.slug, served.deployment.pk])
+    )
+    body = page.content.decode()
+
+    def snippet(element_id: str) -> str:
+        start = body.index(f'id="{element_id}">') + len(f'id="{element_id}">')
+        return html.unescape(body[start : body.index("</pre>", start)])
+
+    env = {**os.environ, "PORTAL_GATEWAY_KEY": served.key}
+    python = subprocess.run(
+        [sys.executable, "-c", snippet("snippet-python")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert python.returncode == 0, python.stderr
+    assert python.stdout.strip()  # the model's reply
+    modules = _openai_js(tmp_path_factory)
+    script = modules / "snippet.mjs"
+    script.write_text(snippet("snippet-js"))
+    node = subprocess.run(
+        ["node", str(script)], env=env, capture_output=True, text=True, timeout=60, cwd=modules
+    )
+    assert node.returncode == 0, node.stderr
+    assert node.stdout.strip()  # streamed reply

@@ -74,3 +74,59 @@ def test_viewer_has_no_write_controls(live_server: Any, page: Any) -> None:
     assert page.locator("text=Add a member").count() == 0
     # carol is not in "assistants": the tenant does not exist for her.
     assert page.goto(f"{live_server.url}/t/assistants/").status == 404
+
+
+def test_owner_creates_and_revokes_a_gateway_key_in_place(
+    live_server: Any, page: Any, screenshot: Any
+) -> None:
+    call_command("seed_demo")
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/t/search/gateway/")
+    assert "/v1" in page.inner_text("[data-testid=gateway-url]")
+    page.evaluate("window.__marker = 'same page'")
+    page.fill("#id_name", "notebook")
+    page.fill("#id_requests_per_minute", "999999")
+    page.click("text=Create key")
+    page.wait_for_selector(".field-error")
+    assert "must not exceed the tenant's limit" in page.inner_text(".field-error")
+    page.fill("#id_requests_per_minute", "60")
+    page.click("text=Create key")
+    page.wait_for_selector("[data-testid=new-gateway-key]")
+    key = page.inner_text("#new-gateway-key-value")
+    assert key.startswith("igk_")
+    assert page.evaluate("window.__marker") == "same page"  # swapped in place by HTMX
+    screenshot("gateway-key-created")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("[data-testid=gateway-key-notebook] >> text=Revoke")
+    page.wait_for_selector("[data-testid=gateway-key-notebook] .status-revoked")
+    assert page.locator("[data-testid=new-gateway-key]").count() == 0  # shown once
+    screenshot("gateway-page")
+
+
+def test_deployment_page_offers_copyable_client_snippets(
+    live_server: Any, page: Any, screenshot: Any, world: Any, no_cluster: Any
+) -> None:
+    deployment = world.objects["deployment_a"]
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    log_in_persona(page, live_server.url, "viewer_a")
+    page.goto(f"{live_server.url}/t/alpha/deployments/{deployment.pk}/")
+    snippet = page.locator("[data-testid=gateway-snippet]")
+    snippet.scroll_into_view_if_needed()
+    assert f'model="{deployment.name}"' in page.inner_text("#snippet-python")
+    page.click("[data-copy='#snippet-python']")
+    page.wait_for_selector("[data-copy='#snippet-python']:has-text('Copied')")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("import os") and "base_url=" in copied
+    snippet.screenshot(
+        path=str(screenshot("deployment-snippet").with_name("deployment-snippet.png"))
+    )
+
+
+def log_in_persona(page: Any, base: str, username: str) -> None:
+    from tests.factories import PASSWORD
+
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login/" not in url)
