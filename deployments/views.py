@@ -244,8 +244,12 @@ class DeploymentDetailView(TenantViewMixin, DetailView):
         return context
 
     def get_template_names(self) -> list[str]:
-        suffix = "#rollout-panel" if htmx_partial(self.request) else ""
-        return [self.template_name + suffix]
+        # Only the panel's own requests (its polling, its buttons) target #rollout-panel. The
+        # HX-Location navigation that follows Deploy, Promote or Roll back targets the body and
+        # must get the whole page, not the panel alone.
+        htmx = getattr(self.request, "htmx", None)
+        panel = htmx_partial(self.request) and htmx is not None and htmx.target == "rollout-panel"
+        return [self.template_name + ("#rollout-panel" if panel else "")]
 
 
 def rollout_context(rollout: Rollout | None, can_write: bool) -> dict[str, Any]:

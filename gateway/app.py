@@ -468,10 +468,22 @@ class Gateway:
         self, call: Call, route: Route, path: str, payload: bytes, send: Send
     ) -> None:
         async with self._upstream(route, path, payload) as response:
-            body = await response.read()
+            try:
+                body = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise GatewayError(
+                    502,
+                    f"the model server's answer broke off: {exc!r}",
+                    "upstream_error",
+                    "upstream_error",
+                    type="server_error",
+                ) from None
             if response.status != 200:
                 raise errors.from_upstream(response.status, body)
-            _read_usage(call, body)
+            if not _read_usage(call, body):
+                # No usage reported: keep the reservation's estimate as the charge (never
+                # refund work that was done).
+                call.usage_known = True
             headers = _JSON + _pass_headers(response) + _encode(call.headers)
         await _respond(send, 200, body, headers)
 
@@ -662,15 +674,18 @@ def _wants_usage(body: dict[str, Any]) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def _read_usage(call: Call, body: bytes) -> None:
+def _read_usage(call: Call, body: bytes) -> bool:
+    """Take the reported usage into ``call``; False when the answer carries none."""
     try:
         usage = orjson.loads(body).get("usage")
     except (orjson.JSONDecodeError, AttributeError):
-        return
-    if isinstance(usage, dict):
-        call.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        call.completion_tokens = int(usage.get("completion_tokens") or 0)
-        call.usage_known = True
+        return False
+    if not isinstance(usage, dict):
+        return False
+    call.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    call.completion_tokens = int(usage.get("completion_tokens") or 0)
+    call.usage_known = True
+    return True
 
 
 def _stream_usage(call: Call, event: bytes) -> bool:

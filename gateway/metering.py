@@ -23,9 +23,9 @@ REQUESTS = Counter(
 )
 ERRORS = Counter(
     "gateway_errors",
-    "Requests that failed, by kind (rate_limited, invalid_request, context_length, "
-    "payload_too_large, unauthorized, model_not_found, upstream_unavailable, upstream_error, "
-    "upstream_timeout, client_disconnected).",
+    "Requests that failed, by kind (rate_limited, invalid_request, payload_too_large, "
+    "unauthorized, model_not_found, not_found, upstream_unavailable, upstream_overloaded, "
+    "upstream_error, client_disconnected).",
     ("tenant", "key", "deployment", "kind"),
     registry=REGISTRY,
 )

@@ -12,11 +12,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.api import TenantScopedViewSet
-from portal.errors import DomainError
+from portal.errors import DomainError, Forbidden
 from tenants import services
 from tenants.access import resolve_access
 from tenants.audit import Actor
-from tenants.choices import Channel, Role
+from tenants.choices import ROLE_RANK, Channel, Role
 from tenants.models import ApiToken, AuditEvent, GatewayKey, Membership, Tenant, TenantQuota
 from tenants.roles import PLATFORM_ADMIN
 from tenants.serializers import (
@@ -160,6 +160,14 @@ class ApiTokenViewSet(TenantScopedViewSet):
     def create(self, request: Request, tenant_slug: str) -> Response:
         serializer = ApiTokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        presented = request.auth if isinstance(request.auth, ApiToken) else None
+        wanted = serializer.validated_data.get("role", Role.VIEWER)
+        if presented is not None and ROLE_RANK.get(wanted, 99) > ROLE_RANK[presented.role]:
+            # A token mints tokens no stronger than itself, whatever its holder's role.
+            raise Forbidden(
+                f"a token cannot create a token with more than its own role ({presented.role})",
+                field="role",
+            )
         issued = services.issue_api_token(
             api_actor(request), self.tenant, user=request.user, **serializer.validated_data
         )

@@ -39,3 +39,8 @@ class CreateGatewayKeyForm(forms.Form):
         field = self.fields["deployments"]
         assert isinstance(field, forms.MultipleChoiceField)
         field.choices = [(name, name) for name in deployment_names]
+
+
+class GatewayKeyLimitsForm(forms.Form):
+    requests_per_minute = forms.IntegerField(min_value=1, required=False)
+    tokens_per_minute = forms.IntegerField(min_value=1, required=False)

@@ -367,7 +367,7 @@ def _key_limit(value: Any, field: str, ceiling: int) -> int | None:
         raise DomainError("must be a whole number", field=field)
     if value < 1:
         raise DomainError("must be at least 1 (leave empty for the tenant's limit)", field=field)
-    if value > ceiling:
+    if ceiling and value > ceiling:  # a tenant limit of 0 means unlimited (as in the gateway)
         raise DomainError(f"must not exceed the tenant's limit of {ceiling}", field=field)
     return value
 

@@ -22,6 +22,11 @@ urlpatterns = [
     ),
     path("t/<slug:tenant_slug>/gateway/", views.GatewayView.as_view(), name="tenant-gateway"),
     path(
+        "t/<slug:tenant_slug>/gateway/keys/<int:pk>/limits/",
+        views.GatewayKeyLimitsView.as_view(),
+        name="tenant-gateway-key-limits",
+    ),
+    path(
         "t/<slug:tenant_slug>/gateway/keys/<int:pk>/revoke/",
         views.GatewayKeyRevokeView.as_view(),
         name="tenant-gateway-key-revoke",

@@ -37,6 +37,15 @@ def quota_usage(tenant: Tenant) -> list[UsageRow]:
     from deployments.admission import tenant_gpus_in_use
 
     totals = deployments.aggregate(widest=Max("replicas"))
+    gpu_hours = _month_gpu_hours(tenant, deployments)
+    from deployments.metrics import MetricsUnavailable
+
+    try:
+        last_minute = gateway_traffic(tenant, "1m")
+    except MetricsUnavailable:  # the dashboard still renders; these two rows read 0
+        last_minute = {}
+    requests = sum(row.requests for row in last_minute.values())
+    tokens = sum(row.prompt_tokens + row.completion_tokens for row in last_minute.values())
     return [
         UsageRow("GPUs", tenant_gpus_in_use(tenant), quota.max_gpus),
         UsageRow("Deployments", deployments.count(), quota.max_deployments),
@@ -45,10 +54,22 @@ def quota_usage(tenant: Tenant) -> list[UsageRow]:
             totals["widest"] or 0,
             quota.max_replicas_per_deployment,
         ),
-        UsageRow("GPU-hours this month", 0, float(quota.monthly_gpu_hour_budget), "h"),
-        UsageRow("Requests per minute", 0, quota.requests_per_minute),
-        UsageRow("Tokens per minute", 0, quota.tokens_per_minute),
+        UsageRow("GPU-hours this month", gpu_hours, float(quota.monthly_gpu_hour_budget), "h"),
+        UsageRow("Requests per minute", requests or 0, quota.requests_per_minute),
+        UsageRow("Tokens per minute", tokens or 0, quota.tokens_per_minute),
     ]
+
+
+def _month_gpu_hours(tenant: Tenant, deployments: Any) -> float:
+    """GPU-hours since the start of this month (UTC), from the replica history."""
+    from django.utils import timezone
+
+    from deployments.cost import gpu_hours_and_cost, history
+
+    end = timezone.now()
+    start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    totals = gpu_hours_and_cost(history(list(deployments), start, end), start, end)
+    return round(float(sum(hours for hours, _, _ in totals.values())), 1)
 
 
 # --- gateway usage -------------------------------------------------------------------------

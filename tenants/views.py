@@ -21,7 +21,13 @@ from portal.views import CURRENT_TENANT_SESSION_KEY, TenantViewMixin, htmx_parti
 from tenants import services
 from tenants.audit import Actor
 from tenants.choices import Channel, Role
-from tenants.forms import AddMemberForm, ChangeRoleForm, CreateGatewayKeyForm, CreateTokenForm
+from tenants.forms import (
+    AddMemberForm,
+    ChangeRoleForm,
+    CreateGatewayKeyForm,
+    CreateTokenForm,
+    GatewayKeyLimitsForm,
+)
 from tenants.models import ApiToken, AuditEvent, GatewayKey, Membership, Tenant
 from tenants.usage import gateway_live_usage, gateway_traffic, quota_usage
 
@@ -279,6 +285,30 @@ class GatewayView(TenantViewMixin, TemplateView):
             else:
                 return self.render_panel(status=201, issued=issued)
         return self.render_panel(status=422, create_form=form)
+
+
+class GatewayKeyLimitsView(GatewayView):
+    """An owner changes one key's limits (empty: the tenant's), within the tenant's ceiling."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        key = get_object_or_404(GatewayKey.objects.for_tenant(self.tenant), pk=kwargs["pk"])
+        form = GatewayKeyLimitsForm(request.POST)
+        error = None
+        if form.is_valid():
+            try:
+                services.update_gateway_key(ui_actor(request), key, form.cleaned_data)
+            except DomainError as failure:
+                error = f"{key.name}: {failure.field}: {failure.message}"
+        else:
+            error = f"{key.name}: " + "; ".join(
+                f"{field}: {' '.join(str(m) for m in messages)}"
+                for field, messages in form.errors.items()
+            )
+        if error is None and not htmx_partial(request):
+            return HttpResponseRedirect(reverse("tenant-gateway", args=[self.tenant.slug]))
+        return self.render_panel(status=422 if error else 200, limits_error=error)
 
 
 class GatewayKeyRevokeView(GatewayView):

@@ -40,7 +40,9 @@ COMPONENT_DEPLOYMENT_ROOT: Final = "deployment-root"
 WEIGHTS_APP_NAME: Final = "model-weights"
 
 # The gateway's pods carry this name; the NetworkPolicy admits only them and Prometheus.
-GATEWAY_APP_NAME: Final = "inference-portal-gateway"
+# Pods allowed to call serving pods (the gateway, and the worker's pre/post-promotion checks)
+# carry this label; deploy/k8s sets it on both.
+SERVING_CLIENT_LABEL: Final = "inference.portal/serving-client"
 DEFAULT_MONITORING_NAMESPACE: Final = "monitoring"
 # Set by the API server on every namespace since Kubernetes 1.22 (NamespaceDefaultLabelName).
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"

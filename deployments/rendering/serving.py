@@ -365,16 +365,17 @@ def render_network_policy(
     gateway_namespace: str | None = None,
     monitoring_namespace: str = c.DEFAULT_MONITORING_NAMESPACE,
 ) -> dict[str, Any]:
-    """Ingress to the deployment's serving pods (both colours) only from the gateway's pods and
-    from Prometheus, on the engine port only.
+    """Ingress to the deployment's serving pods (both colours) only from the portal's clients
+    of them (the gateway, and the worker's pre/post-promotion checks) and from Prometheus, on
+    the engine port only.
 
-    The gateway peer matches pods labelled ``app.kubernetes.io/name=inference-portal-gateway``
-    in ``gateway_namespace``, or in any namespace when None. Prometheus is admitted by
+    The client peer matches pods labelled ``inference.portal/serving-client=true`` in
+    ``gateway_namespace``, or in any namespace when None. Prometheus is admitted by
     namespace (``kubernetes.io/metadata.name``). Kubelet probes are not subject to
     NetworkPolicy on common CNIs (host traffic), so health checks keep working.
     """
     gateway_peer: dict[str, Any] = {
-        "podSelector": {"matchLabels": {c.LABEL_NAME: c.GATEWAY_APP_NAME}},
+        "podSelector": {"matchLabels": {c.SERVING_CLIENT_LABEL: "true"}},
         "namespaceSelector": (
             {"matchLabels": {c.NAMESPACE_NAME_LABEL: gateway_namespace}}
             if gateway_namespace is not None

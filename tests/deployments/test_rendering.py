@@ -467,9 +467,7 @@ def test_network_policy_admits_only_gateway_and_prometheus_on_port_80() -> None:
         {
             "from": [
                 {
-                    "podSelector": {
-                        "matchLabels": {"app.kubernetes.io/name": "inference-portal-gateway"}
-                    },
+                    "podSelector": {"matchLabels": {"inference.portal/serving-client": "true"}},
                     "namespaceSelector": {},
                 },
                 {

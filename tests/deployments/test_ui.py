@@ -179,7 +179,7 @@ def test_polling_returns_only_the_panel_and_stops_when_terminal(world: World) ->
         remedy="read the pod logs",
     )
     url = reverse("deployment-rollout", args=[world.tenant_a.slug, deployment.pk, rollout.pk])
-    response = world.client_for("viewer_a").get(url, **HTMX)
+    response = world.client_for("viewer_a").get(url, HTTP_HX_TARGET="rollout-panel", **HTMX)
     html = response.content.decode()
     assert html.lstrip().startswith('<section id="rollout-panel"')
     assert "hx-trigger" not in html  # terminal: polling stops

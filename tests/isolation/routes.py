@@ -187,6 +187,13 @@ ROUTES: list[Route] = [
         {"name": "web-app", "requests_per_minute": 60},
     ),
     Route(
+        "tenant-gateway-key-limits",
+        "post",
+        writes(302, least="owner_a", api=False),
+        in_a("gateway_key_a"),
+        {"requests_per_minute": 30, "tokens_per_minute": ""},
+    ),
+    Route(
         "tenant-gateway-key-revoke",
         "post",
         writes(302, least="owner_a", api=False),

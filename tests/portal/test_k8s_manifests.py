@@ -340,3 +340,18 @@ def test_impersonated_portal_applies_a_tenant_namespace_and_deployment(
     finally:
         api_client.close()
     assert k8s.apps.read_namespaced_deployment("tgi-probe", tenant_namespace).spec.replicas == 1
+
+
+def test_gateway_and_worker_pods_are_admitted_by_tenant_network_policies() -> None:
+    """The NetworkPolicy rendered for every deployment admits exactly the pods that call TGI:
+    the gateway (traffic) and the worker (pre/post-promotion checks)."""
+    from deployments.rendering import render_network_policy
+    from tests.deployments.test_rendering import make_spec
+
+    policy = render_network_policy(make_spec())
+    peer = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    deployments = {m["metadata"]["name"]: m for m in load_manifests() if m["kind"] == "Deployment"}
+    for name, deployment in deployments.items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        admitted = all(labels.get(k) == v for k, v in peer.items())
+        assert admitted == (name in ("inference-portal-gateway", "inference-portal-worker")), name

@@ -145,3 +145,28 @@ def test_lists_are_paginated(world: World) -> None:
     body = client.get(reverse("api-audit-list", args=["alpha"]), {"page_size": 2}).json()
     assert set(body) == {"count", "next", "previous", "results"}
     assert len(body["results"]) == 2 and body["count"] > 2 and body["next"]
+
+
+def test_a_token_cannot_mint_a_stronger_token(world: World, api_token_for) -> None:
+    # An owner's maintainer-role token (e.g. in CI) must not be a path to owner powers.
+    header = api_token_for("owner_a", world.tenant_a, "maintainer")
+    refused = api(
+        world,
+        "post",
+        reverse("api-token-list", args=["alpha"]),
+        header,
+        {"name": "escalate", "role": "owner"},
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["fields"] == {
+        "role": ["a token cannot create a token with more than its own role (maintainer)"]
+    }
+    assert not ApiToken.objects.filter(name="escalate").exists()
+    same = api(
+        world,
+        "post",
+        reverse("api-token-list", args=["alpha"]),
+        header,
+        {"name": "peer", "role": "maintainer"},
+    )
+    assert same.status_code == 201

@@ -4,6 +4,7 @@ scoped to deployments, revocable; the gateway page shows live usage against each
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 
 import pytest
@@ -208,3 +209,18 @@ def test_platform_admin_revokes_a_key_from_the_admin_console(world: World) -> No
         world.client_for("owner_b").get(reverse("admin:tenants_gatewaykey_changelist")).status_code
         == 302
     )
+
+
+def test_owner_edits_a_keys_limits_on_the_gateway_page(world: World) -> None:
+    key = world.objects["gateway_key_a"]
+    client = world.client_for("owner_a")
+    url = reverse("tenant-gateway-key-limits", args=["alpha", key.pk])
+    assert client.post(url, {"requests_per_minute": 30, "tokens_per_minute": ""}).status_code == 302
+    key.refresh_from_db()
+    assert (key.requests_per_minute, key.tokens_per_minute) == (30, None)
+    refused = client.post(url, {"requests_per_minute": 601}, HTTP_HX_REQUEST="true")
+    assert refused.status_code == 422
+    shown = html.unescape(refused.content.decode())
+    assert "requests_per_minute: must not exceed the tenant's limit of 600" in shown
+    key.refresh_from_db()
+    assert key.requests_per_minute == 30

@@ -138,3 +138,31 @@ def test_htmx_is_served_from_our_static_files(world: World) -> None:
     scripts = re.findall(r'<script[^>]+src="([^"]+)"', page)
     assert scripts and all(src.startswith("/static/") for src in scripts)
     assert 'hx-headers=\'{"X-CSRFToken": "' in page
+
+
+def test_dashboard_counts_this_months_gpu_hours_from_the_replica_history(
+    world: World, settings: Any
+) -> None:
+    """2 replicas x 2 GPUs for the last 3 hours = 12 GPU-hours (if the month began before)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from deployments.models import ReplicaChange
+    from tenants.usage import quota_usage
+
+    settings.PROMETHEUS_URL = "http://127.0.0.1:9"  # away: the gateway rows read 0, no error
+    now = timezone.now()
+    start = max(now - timedelta(hours=3), now.replace(day=1, hour=0, minute=0, second=0))
+    ReplicaChange.objects.create(
+        deployment=world.objects["deployment_a"],
+        colour="blue",
+        at=start,
+        replicas=2,
+        gpus_per_replica=2,
+        price_per_gpu_hour=1,
+    )
+    rows = {row.label: row for row in quota_usage(world.tenant_a)}
+    expected = 4 * (now - start).total_seconds() / 3600
+    assert abs(rows["GPU-hours this month"].used - expected) <= 0.1
+    assert rows["Requests per minute"].used == 0
