@@ -3,7 +3,10 @@
 Panels are data: each is ONE PromQL query over every TGI pod of a tenant's namespace, aggregated
 ``by (inference_portal_deployment, inference_portal_colour)`` (the pod labels
 ``inference.portal/deployment`` and ``inference.portal/colour`` after Prometheus' labelmap), so a
-page of N deployments costs one query per panel, never one per deployment.
+page of N deployments costs one query per panel, never one per deployment. Rates and histogram
+buckets are read from recording rules (``RECORDED``, shipped as
+deploy/prometheus/inference-recording-rules.yml) that pre-aggregate them per deployment and
+colour, so a quantile panel is a lookup rather than a pass over every raw bucket sample.
 
 Notes on the TGI metrics (see the TGI "Prometheus metrics" reference):
 
@@ -59,10 +62,160 @@ class MetricsUnavailable(Exception):
     """Prometheus could not answer; the message is plain enough to show to a user."""
 
 
+# --- recording rules ---------------------------------------------------------------------------
+#
+# The dear part of a panel is Prometheus reading every raw bucket sample of the window (e.g. 50
+# deployments x 35 buckets x 30 samples for one quantile). Recording rules pre-aggregate the
+# rates the panels (and the TTFT guardrail) need per deployment and colour once per evaluation
+# interval, so a query reads one sample per (deployment, colour[, le]) series instead. Names
+# follow Prometheus' convention level:metric:operations, the level "deployment" meaning the
+# labels RECORDED_BY: constant for a deployment's colour, so they cost no extra series, and the
+# panels' and guardrails' selectors (namespace, backend, tier) work on recorded series as is.
+
+RECORDED_WINDOW = "1m"
+"""The panels' rate window in the rules; panels asked for another window read raw series."""
+RECORDED_BY = (
+    "namespace",
+    "inference_backend",
+    "inference_portal_tenant",
+    DEPLOYMENT_LABEL,
+    COLOUR_LABEL,
+    "inference_portal_tier",
+)
+RECORDING_GROUP = "inference-portal-panels"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """``rate(<metric>[window])`` of the TGI series summed by RECORDED_BY (+ ``keep``)."""
+
+    metric: str
+    keep: tuple[str, ...] = ()
+    match: str = ""
+    """Extra label matchers (``, method="prefill"``): only what the queries read is recorded."""
+    window: str = RECORDED_WINDOW
+
+    @property
+    def record(self) -> str:
+        return f"deployment:{self.metric}:rate{self.window}"
+
+    @property
+    def expr(self) -> str:
+        by = ", ".join((*RECORDED_BY, *self.keep))
+        return (
+            f'sum by ({by}) (rate({self.metric}{{inference_backend="tgi"{self.match}}}'
+            f"[{self.window}]))"
+        )
+
+
+_PREFILL = ', method="prefill"'
+RECORDED: tuple[Recorded, ...] = (
+    Recorded("tgi_request_success"),
+    Recorded("tgi_request_failure", keep=("err",)),
+    Recorded("tgi_request_generated_tokens_sum"),
+    Recorded("tgi_request_duration_bucket", keep=("le",)),
+    Recorded("tgi_request_queue_duration_bucket", keep=("le",)),
+    Recorded("tgi_batch_inference_duration_bucket", keep=("method", "le"), match=_PREFILL),
+    # Not the input length buckets: 100 a pod (TGI divides max input tokens into 100), read only
+    # by the deployment page; recording them would cost more every evaluation than it saves.
+    # The time-to-first-token guardrail (deployments/alerts.py) over its 5-minute window.
+    Recorded("tgi_request_queue_duration_bucket", keep=("le",), window="5m"),
+    Recorded(
+        "tgi_batch_inference_duration_bucket", keep=("method", "le"), match=_PREFILL, window="5m"
+    ),
+)
+RECORDED_BY_METRIC = {(r.metric, r.window): r for r in RECORDED}
+
+
+def recorded(metric: str, match: str = "", window: str = RECORDED_WINDOW) -> str:
+    """The recorded series ``rate(metric{match}[window])`` as a selector template (``{sel}``)."""
+    rule = RECORDED_BY_METRIC[(metric, window)]
+    if match != rule.match:
+        raise ValueError(f"{rule.record} records {rule.match!r}, not {match!r}")
+    return rule.record + "{{{sel}" + match + "}}"
+
+
+@dataclass(frozen=True)
+class RecordedQuantile:
+    """A quantile of a recorded bucket rate, per deployment and colour, labelled ``quantile``
+    (as Kubernetes' ``cluster_quantile:…:histogram_quantile`` rules are): the quantile panels
+    then read one series per deployment instead of one per bucket."""
+
+    histogram: str
+    quantile: float
+    match: str = ""
+    window: str = RECORDED_WINDOW
+
+    @property
+    def record(self) -> str:
+        return f"deployment_quantile:{self.histogram}:histogram_quantile_rate{self.window}"
+
+    @property
+    def expr(self) -> str:
+        buckets = RECORDED_BY_METRIC[(f"{self.histogram}_bucket", self.window)].record
+        return f"histogram_quantile({self.quantile}, {buckets})"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"quantile": str(self.quantile)}
+
+
+QUANTILES: tuple[RecordedQuantile, ...] = (
+    RecordedQuantile("tgi_request_duration", 0.5),
+    RecordedQuantile("tgi_request_duration", 0.95),
+    RecordedQuantile("tgi_request_duration", 0.99),
+    RecordedQuantile("tgi_request_queue_duration", 0.95),
+    RecordedQuantile("tgi_batch_inference_duration", 0.95, _PREFILL),
+    RecordedQuantile("tgi_request_queue_duration", 0.95, window="5m"),
+    RecordedQuantile("tgi_batch_inference_duration", 0.95, _PREFILL, window="5m"),
+)
+_QUANTILES = {(r.histogram, r.quantile, r.window): r for r in QUANTILES}
+
+
+def recorded_quantile(
+    histogram: str, quantile: float, match: str = "", window: str = RECORDED_WINDOW
+) -> str:
+    """``histogram_quantile(quantile, sum by ({by}, le) (rate(histogram_bucket[window])))`` of
+    the selected series, read from its recording rule (a template with ``{sel}`` and ``{by}``).
+    One series per deployment and colour: ``max by`` only picks the ``by`` labels."""
+    rule = _QUANTILES[(histogram, quantile, window)]
+    if match != rule.match:
+        raise ValueError(f"{rule.record} records {rule.match!r}, not {match!r}")
+    selector = "{{{sel}" + match + f', quantile="{quantile}"' + "}}"
+    return f"max by ({{by}}) ({rule.record}{selector})"
+
+
+RECORDING_RULES_HEADER = """\
+# Recording rules for the inference portal's metrics pages: per-deployment rates of the TGI
+# series the panels read and quantiles of them, so a panel over N deployments reads
+# pre-aggregated series.
+# GENERATED by `python -m deployments.metrics` from deployments/metrics.py (RECORDED,
+# QUANTILES); do not edit by hand. Series come from the tgi-pods scrape job (pod labels after
+# labelmap). The quantiles follow the rates they read, so they see this evaluation's rates.
+"""
+
+
+def render_recording_rules() -> dict[str, Any]:
+    rules: list[dict[str, Any]] = [{"record": r.record, "expr": r.expr} for r in RECORDED]
+    rules += [{"record": q.record, "expr": q.expr, "labels": q.labels} for q in QUANTILES]
+    return {"groups": [{"name": RECORDING_GROUP, "rules": rules}]}
+
+
+def recording_rules_yaml() -> str:
+    import yaml
+
+    body = yaml.safe_dump(render_recording_rules(), sort_keys=False, width=100)
+    return RECORDING_RULES_HEADER + body
+
+
+# --- panels ------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Panel:
     """One chart: a PromQL template with ``{sel}`` (the tenant's TGI series), ``{ns}`` (the
-    namespace) and ``{window}``.
+    namespace) and ``{window}``; ``recorded`` is the same over the recorded series, used for
+    the RECORDED_WINDOW.
 
     ``rollup`` says how a tenant's total is made from the per-deployment values: ``sum`` for
     rates, gauges and counts, ``max`` (the worst deployment) for quantiles, ``weighted`` for
@@ -77,22 +230,65 @@ class Panel:
     by: tuple[str, ...] = BY_DEPLOYMENT
     rollup: str = "sum"
     ranged: bool = True
+    recorded: str = ""
 
     def query(self, namespace: str, window: str) -> str:
         selector = f'namespace="{namespace}", inference_backend="tgi"'
-        return self.template.format(
-            sel=selector, ns=namespace, window=window, by=", ".join(self.by)
+        template = self.template
+        if self.recorded and window == RECORDED_WINDOW:
+            template = self.recorded
+        return template.format(
+            sel=selector,
+            ns=namespace,
+            window=window,
+            by=", ".join(self.by),
         )
 
 
-_OUTCOMES = '{{__name__=~"tgi_request_success|tgi_request_failure", {sel}}}'
+def _rate(metric: str, match: str = "") -> tuple[str, str]:
+    """``rate(metric[window])`` of the tenant's series, raw and recorded (templates)."""
+    return "rate(" + metric + "{{{sel}" + match + "}}[{window}])", recorded(metric, match)
 
 
-def _quantile(q: float, histogram: str, extra: str = "") -> str:
+def _sum(metric: str, match: str = "") -> tuple[str, str]:
+    raw, recorded = _rate(metric, match)
+    return f"sum by ({{by}}) ({raw})", f"sum by ({{by}}) ({recorded})"
+
+
+def _outcomes() -> tuple[str, str]:
+    """Rate of requests ended (succeeded or failed): one series name regex over both."""
+    names = ("tgi_request_success", "tgi_request_failure")
+    raw = '{{__name__=~"' + "|".join(names) + '", {sel}}}'
+    rules = "|".join(RECORDED_BY_METRIC[(n, RECORDED_WINDOW)].record for n in names)
     return (
-        f"histogram_quantile({q}, sum by ({{by}}, le) "
-        f"(rate({histogram}_bucket{{{{{{sel}}{extra}}}}}[{{window}}])))"
+        f"sum by ({{by}}) (rate({raw}[{{window}}]))",
+        'sum by ({by}) ({{__name__=~"' + rules + '", {sel}}})',
     )
+
+
+def _quantile(q: float, histogram: str, match: str = "") -> tuple[str, str]:
+    raw, _ = _rate(f"{histogram}_bucket", match)
+    return f"histogram_quantile({q}, sum by ({{by}}, le) ({raw}))", recorded_quantile(
+        histogram, q, match
+    )
+
+
+def _raw_quantile(q: float, histogram: str) -> str:
+    rate = "rate(" + histogram + "_bucket{{{sel}}}[{window}])"
+    return f"histogram_quantile({q}, sum by ({{by}}, le) ({rate}))"
+
+
+def _plus(*parts: tuple[str, str]) -> tuple[str, str]:
+    return " + ".join(p[0] for p in parts), " + ".join(p[1] for p in parts)
+
+
+def _ratio(top: tuple[str, str], bottom: tuple[str, str]) -> tuple[str, str]:
+    return f"{top[0]} / {bottom[0]}", f"{top[1]} / {bottom[1]}"
+
+
+def _panel(name: str, title: str, unit: str, queries: tuple[str, str], **options: Any) -> Panel:
+    raw, recorded = queries
+    return Panel(name, title, unit, raw, recorded=recorded, **options)
 
 
 # DCGM exporter series carry the namespace and pod of the pod using the GPU; joining them with
@@ -108,26 +304,23 @@ def _gpu(series: str, aggregate: str = "avg") -> str:
     )
 
 
+_QUEUE_P95 = _quantile(0.95, "tgi_request_queue_duration")
+_PREFILL_P95 = _quantile(0.95, "tgi_batch_inference_duration", _PREFILL)
+
 PANELS: tuple[Panel, ...] = (
-    Panel(
-        "request_rate",
-        "Requests",
-        "req/s",
-        f"sum by ({{by}}) (rate({_OUTCOMES}[{{window}}]))",
-    ),
-    Panel(
+    _panel("request_rate", "Requests", "req/s", _outcomes()),
+    _panel(
         "success_ratio",
         "Success ratio",
         "ratio",
-        "sum by ({by}) (rate(tgi_request_success{{{sel}}}[{window}]))"
-        f" / sum by ({{by}}) (rate({_OUTCOMES}[{{window}}]))",
+        _ratio(_sum("tgi_request_success"), _outcomes()),
         rollup="weighted",
     ),
-    Panel(
+    _panel(
         "error_rate",
         "Errors by kind",
         "req/s",
-        "sum by ({by}) (rate(tgi_request_failure{{{sel}}}[{window}]))",
+        _sum("tgi_request_failure"),
         by=(*BY_DEPLOYMENT, "err"),
         ranged=False,
     ),
@@ -139,61 +332,48 @@ PANELS: tuple[Panel, ...] = (
         "avg by ({by}) (tgi_batch_current_size{{{sel}}})",
         rollup="max",
     ),
-    Panel(
+    _panel(
         "request_p50",
         "Request duration p50",
         "s",
         _quantile(0.5, "tgi_request_duration"),
         rollup="max",
     ),
-    Panel(
+    _panel(
         "request_p95",
         "Request duration p95",
         "s",
         _quantile(0.95, "tgi_request_duration"),
         rollup="max",
     ),
-    Panel(
+    _panel(
         "request_p99",
         "Request duration p99",
         "s",
         _quantile(0.99, "tgi_request_duration"),
         rollup="max",
     ),
-    Panel(
-        "queue_p95",
-        "Queue time p95",
-        "s",
-        _quantile(0.95, "tgi_request_queue_duration"),
-        rollup="max",
-    ),
-    Panel(
-        "prefill_p95",
-        "Prefill time p95",
-        "s",
-        _quantile(0.95, "tgi_batch_inference_duration", ', method="prefill"'),
-        rollup="max",
-    ),
-    Panel(
+    _panel("queue_p95", "Queue time p95", "s", _QUEUE_P95, rollup="max"),
+    _panel("prefill_p95", "Prefill time p95", "s", _PREFILL_P95, rollup="max"),
+    _panel(
         "ttft_p95",
         "Time to first token p95 (queue + prefill)",
         "s",
-        _quantile(0.95, "tgi_request_queue_duration")
-        + " + "
-        + _quantile(0.95, "tgi_batch_inference_duration", ', method="prefill"'),
+        _plus(_QUEUE_P95, _PREFILL_P95),
         rollup="max",
     ),
-    Panel(
+    _panel(
         "generated_tokens_rate",
         "Generated tokens",
         "tokens/s",
-        "sum by ({by}) (rate(tgi_request_generated_tokens_sum{{{sel}}}[{window}]))",
+        _sum("tgi_request_generated_tokens_sum"),
     ),
+    # Input lengths (deployment page only) are read raw: see RECORDED.
     Panel(
         "input_length_p50",
         "Input length p50",
         "tokens",
-        _quantile(0.5, "tgi_request_input_length"),
+        _raw_quantile(0.5, "tgi_request_input_length"),
         rollup="max",
         ranged=False,
     ),
@@ -201,7 +381,7 @@ PANELS: tuple[Panel, ...] = (
         "input_length_p95",
         "Input length p95",
         "tokens",
-        _quantile(0.95, "tgi_request_input_length"),
+        _raw_quantile(0.95, "tgi_request_input_length"),
         rollup="max",
         ranged=False,
     ),
@@ -244,9 +424,12 @@ GATEWAY_PANELS: tuple[Panel, ...] = (
         "gateway_tokens_per_minute",
         "Gateway tokens (prompt + completion)",
         "tokens/min",
-        "sum by ({by}) (rate({{__name__=~"
-        '"gateway_prompt_tokens_total|gateway_completion_tokens_total", tenant="{ns}"}}'
-        "[{window}])) * 60",
+        # Two sums, not one rate() over a name regex: prompt and completion series carry the
+        # same labels, and rate() drops the name, so Prometheus would refuse the duplicates.
+        # The gateway always creates (primes) and increments both together.
+        '(sum by ({by}) (rate(gateway_prompt_tokens_total{{tenant="{ns}"}}[{window}]))'
+        ' + sum by ({by}) (rate(gateway_completion_tokens_total{{tenant="{ns}"}}[{window}])))'
+        " * 60",
         by=GATEWAY_BY,
         ranged=False,
     ),
@@ -460,3 +643,9 @@ def by_deployment(values: dict[Key, float]) -> dict[str, float]:
     for key, value in values.items():
         summed[key[0]] = summed.get(key[0], 0.0) + value
     return summed
+
+
+if (
+    __name__ == "__main__"
+):  # python -m deployments.metrics > deploy/prometheus/inference-recording-rules.yml
+    print(recording_rules_yaml(), end="")

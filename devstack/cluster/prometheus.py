@@ -85,7 +85,9 @@ def render_config(layout: config.Layout) -> dict[str, Any]:
     ]
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-        # The portal's soft-guardrail alerts (manage.py export_guardrail_rules writes them).
+        # The portal's recording rules (python -m deployments.metrics writes them; the metrics
+        # pages read the per-deployment rates they record) and soft-guardrail alerts
+        # (manage.py export_guardrail_rules). After adding a file: POST /-/reload.
         "rule_files": [str(RULES_DIR / "*.yml")],
         "scrape_configs": [tgi_job, *static_jobs],
     }

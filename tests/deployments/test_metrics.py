@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import socket
+import subprocess
 import time
 from decimal import Decimal as D
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from django.urls import reverse
 from prometheus_api_client import PrometheusConnect
 
@@ -156,10 +160,18 @@ def test_chat_traffic_shows_in_tenant_panels(fleet: Fleet, cluster: Any, setting
     for _ in range(6):
         _chat(ip)
 
+    quantiles = ("request_p50", "request_p95", "request_p99", "ttft_p95")
+
     def busy() -> dict[str, dict[tuple[str, ...], float]] | None:
         _chat(ip)  # keep traffic flowing so a scrape window always sees the counters rise
         panels = tenant_panels(namespace)
-        return panels if panels["request_rate"].get(("chat", "blue"), 0) > 0 else None
+        # Recording rules run one after another: the quantiles (recorded from the bucket rates
+        # after them) can show up an evaluation after the request rate does.
+        if panels["request_rate"].get(("chat", "blue"), 0) > 0 and all(
+            ("chat", "blue") in panels[name] for name in quantiles
+        ):
+            return panels
+        return None
 
     panels = wait_for(busy, 30, describe=lambda: tenant_panels(namespace))
 
@@ -169,7 +181,7 @@ def test_chat_traffic_shows_in_tenant_panels(fleet: Fleet, cluster: Any, setting
     assert panels["generated_tokens_rate"][("chat", "blue")] > 0
     assert panels["success_ratio"][("chat", "blue")] == 1.0
     assert panels["error_rate"] == {}
-    for name in ("request_p50", "request_p95", "request_p99", "ttft_p95"):
+    for name in quantiles:
         assert math.isfinite(panels[name][("chat", "blue")]), name
     assert panels["request_p50"][("chat", "blue")] <= panels["request_p99"][("chat", "blue")]
 
@@ -230,6 +242,100 @@ def test_chat_traffic_shows_in_tenant_panels(fleet: Fleet, cluster: Any, setting
     inputs = counters["tgi_request_input_length_sum"]
     assert 0.9 * inputs <= row_cost.input_tokens <= 1.1 * inputs
     assert row_cost.gpu_hours > 0 and row_cost.cost > 0
+
+
+# --- recording rules ------------------------------------------------------------------------
+
+RECORDING_RULES = (
+    Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "inference-recording-rules.yml"
+)
+
+
+def test_checked_in_recording_rules_are_the_render() -> None:
+    assert RECORDING_RULES.read_text() == metrics.recording_rules_yaml(), (
+        "regenerate: python -m deployments.metrics"
+        " > deploy/prometheus/inference-recording-rules.yml"
+    )
+
+
+def test_recording_rules_pass_promtool() -> None:
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    if not Path(promtool).exists():
+        pytest.skip("promtool is not installed (Debian package `prometheus`)")
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(RECORDING_RULES)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = len(metrics.RECORDED) + len(metrics.QUANTILES)
+    assert f"SUCCESS: {rules} rules found" in checked.stdout
+
+
+TENANT_PAGE = set(dashboards.TENANT_PANELS)
+
+
+def test_rate_panels_read_the_recorded_series_in_the_recorded_window() -> None:
+    recorded = {r.record for r in metrics.RECORDED} | {q.record for q in metrics.QUANTILES}
+    for panel in PANELS:
+        query = panel.query("tenant-acme", metrics.RECORDED_WINDOW)
+        raw = panel.query("tenant-acme", "5m")
+        if panel.recorded:
+            # No raw rate over the tenant's pods left: one lookup of pre-aggregated series.
+            assert "rate(" not in query and "increase(" not in query, panel.name
+            assert any(name in query for name in recorded), panel.name
+            assert 'namespace="tenant-acme"' in query
+            # Other windows have no recorded series: the raw query, same shape.
+            assert "[5m]" in raw and not any(name in raw for name in recorded), panel.name
+        else:  # gauges, up and DCGM; input lengths (deployment page only) read raw
+            assert query == panel.query("tenant-acme", "1m") and raw == query.replace(
+                "[1m]", "[5m]"
+            ), panel.name
+    # Every quantile, ratio and rate panel of the tenant page is served by the rules.
+    assert {p.name for p in PANELS if not p.recorded} == {
+        "queue_size",
+        "batch_size",
+        "ready_replicas",
+        "gpu_utilisation",
+        "gpu_memory_used",
+        "input_length_p50",
+        "input_length_p95",
+        "input_length_buckets",
+    }
+    assert not any(p.name.startswith("input_length") for p in PANELS if p.name in TENANT_PAGE)
+    rules = yaml.safe_load(RECORDING_RULES.read_text())["groups"][0]["rules"]
+    bucket_rates = set()
+    for rule in rules:  # level:metric:operations
+        level, metric, operation = rule["record"].split(":")
+        if level == "deployment":
+            assert operation in ("rate1m", "rate5m"), rule["record"]
+            assert f"rate({metric}{{" in rule["expr"] and f"[{operation[4:]}])" in rule["expr"]
+            assert rule["expr"].startswith(f"sum by ({', '.join(metrics.RECORDED_BY)}")
+            bucket_rates.add(rule["record"])
+        else:
+            # Quantiles of bucket rates recorded earlier in the same group (so evaluated first).
+            assert level == "deployment_quantile", rule["record"]
+            quantile = rule["labels"]["quantile"]
+            window = operation.removeprefix("histogram_quantile_")
+            buckets = f"deployment:{metric}_bucket:{window}"
+            assert rule["expr"] == f"histogram_quantile({quantile}, {buckets})"
+            assert buckets in bucket_rates, rule["record"]
+    # The TTFT guardrail reads the 5-minute recorded p95s, for the pages and the rule file.
+    ttft = alerts.GUARDRAILS_BY_ALERT["TGITimeToFirstTokenHigh"].query('namespace="tenant-acme"')
+    assert "rate(" not in ttft
+    assert "deployment_quantile:tgi_request_queue_duration:histogram_quantile_rate5m" in ttft
+
+
+@pytest.mark.cluster
+def test_devstack_prometheus_evaluates_the_recording_rules(cluster: Any) -> None:
+    rules = httpx.get(f"{cluster.prometheus_url}/api/v1/rules", timeout=5).json()
+    [group] = [g for g in rules["data"]["groups"] if g["name"] == metrics.RECORDING_GROUP]
+    expected = [r.record for r in metrics.RECORDED] + [q.record for q in metrics.QUANTILES]
+    assert [rule["name"] for rule in group["rules"]] == expected, (
+        "rewrite the devstack Prometheus config and POST /-/reload"
+    )
+    assert all(rule["health"] in ("ok", "unknown") for rule in group["rules"]), group
 
 
 # --- the pages ------------------------------------------------------------------------------

@@ -24,13 +24,19 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TICKS = itertools.count(1)
 
 
+def _failures(query: str) -> bool:
+    """Failures by kind, raw or recorded (not the outcomes regex, which names them too)."""
+    return "rate(tgi_request_failure" in query or "(deployment:tgi_request_failure:" in query
+
+
 def _value(query: str, deployment: str, tick: int) -> float:
     busy = 3.0 if deployment == "busy" else 0.4
     if "tgi_queue_size" in query:
         return 21.0 if deployment == "busy" else 0.0
-    if "histogram_quantile" in query:
+    if "histogram_quantile" in query:  # raw, recorded buckets or recorded quantiles
         return (0.9 if deployment == "busy" else 0.12) * (1 + 0.05 * (tick % 3))
-    if "tgi_request_success{" in query and " / " in query:
+    success = "tgi_request_success{" in query or "(deployment:tgi_request_success:" in query
+    if success and " / " in query:  # the success ratio (the error ratio names it in a regex)
         return 0.98
     if "generated_tokens" in query:
         return busy * 180
@@ -38,7 +44,7 @@ def _value(query: str, deployment: str, tick: int) -> float:
         return 2.0 if deployment == "busy" else 1.0
     if "batch_current_size" in query:
         return busy * 4
-    if "rate(tgi_request_failure" in query:
+    if _failures(query):
         return 0.06 if deployment == "busy" else 0.0
     return busy + 0.1 * (tick % 5)
 
@@ -50,7 +56,7 @@ def _metric(deployment: str, query: str) -> dict[str, str]:
         "inference_portal_tier": "a100-80g" if deployment == "busy" else "l4",
         "deployment": deployment,
     }
-    if "rate(tgi_request_failure" in query and "/" not in query:
+    if _failures(query) and "/" not in query:
         metric["err"] = "overloaded"
     return metric
 
