@@ -597,9 +597,17 @@ def _finish_step(rollout: Rollout, token: str, result: StepResult, actor: str) -
                 fields["finished_at"] = now
             if result.fail:
                 fields.update(failure_reason=result.fail[:500], remedy=result.remedy[:500])
-        changed = Rollout.objects.filter(pk=rollout.pk, claim_token=token).update(**fields)
+        # Only over the state this step ran in: a deletion may have stopped the rollout meanwhile.
+        changed = Rollout.objects.filter(
+            pk=rollout.pk, claim_token=token, state=rollout.state
+        ).update(**fields)
         if not changed:
-            return None  # our claim expired and another worker took over: its result counts
+            # Our claim expired and another worker took over (its result counts), or the
+            # rollout was stopped under us: give the lease back, which a deletion waits for.
+            Rollout.objects.filter(pk=rollout.pk, claim_token=token).update(
+                claimed_until=None, claim_token=""
+            )
+            return None
         if result.next_state:
             rollout.refresh_from_db()
             level = "error" if result.next_state == S.FAILED else "info"

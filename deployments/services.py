@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -427,6 +428,18 @@ def rollback(actor: Actor, deployment: Deployment) -> Rollout:
     return rollout
 
 
+def _wait_for_running_step(deployment: Deployment) -> None:
+    """A worker inside a step may still apply objects (the root among them); deleting before it
+    is done would leave those orphaned. The rollout is stopped already, so no new step starts;
+    wait until the running one gives its lease back, or the lease expires."""
+    deadline = time.monotonic() + settings.ROLLOUT_CLAIM_SECONDS
+    while time.monotonic() < deadline:
+        claimed = Rollout.objects.filter(deployment=deployment, claimed_until__gt=timezone.now())
+        if not claimed.exists():
+            return
+        time.sleep(0.1)
+
+
 def delete_deployment(actor: Actor, deployment: Deployment) -> None:
     """Remove every Kubernetes object of the deployment, then its rows."""
     with transaction.atomic():
@@ -437,6 +450,7 @@ def delete_deployment(actor: Actor, deployment: Deployment) -> None:
             failure_reason="the deployment was deleted",
             finished_at=timezone.now(),
         )
+    _wait_for_running_step(deployment)
     revision = deployment.revisions.first()
     namespace = deployment.tenant.namespace
     if revision is not None:

@@ -189,6 +189,7 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: Redis is the broker, PostgreSQL holds every piece of state a task touches.
 CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT = "portal.broker:Transport"  # kombu's Redis transport + one fix, see there
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True  # tasks are idempotent, so a re-delivery after a crash is safe
