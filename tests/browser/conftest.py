@@ -3,6 +3,7 @@ a logged-in browser, and a helper that keeps a screenshot for the docs."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,16 @@ DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def keep(path: Path, name: str) -> None:
-    """Copy a screenshot the test saved into docs/screenshots/ under a stable name."""
-    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, DOCS_SCREENSHOTS / name)
+    """Keep a screenshot the test saved under a stable name: in test-artifacts/docs/ always,
+    and in docs/screenshots/ when UPDATE_DOC_SCREENSHOTS=1 (so an ordinary run never
+    changes tracked files)."""
+    target = (
+        DOCS_SCREENSHOTS
+        if os.environ.get("UPDATE_DOC_SCREENSHOTS") == "1"
+        else SCREENSHOTS.parent / "docs"
+    )
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, target / name)
 
 
 def clip(page: Any, selector: str, name: str) -> Path:
