@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -163,6 +163,14 @@ def step_weights(ctx: Context) -> StepResult:
         c.get("type") == "Failed" and c.get("status") == "True"
         for c in status.get("conditions") or []
     ):
+        # (creationTimestamp has whole seconds: a margin keeps this rollout's own Job.)
+        if _created_before(existing, ctx.rollout.started_at - timedelta(seconds=2)):
+            # An earlier rollout's failed attempt (kept 24 h for its logs): the user has
+            # "deployed again" as its remedy said, perhaps with a fixed Hub token. Start over.
+            kube.delete("batch/v1", "Job", job["metadata"]["name"], ctx.namespace)
+            return StepResult(
+                wait=2, message="retrying the weight download (an earlier attempt had failed)"
+            )
         return StepResult(
             fail=f"the weight download Job {job['metadata']['name']} failed: "
             + _last_log_line(ctx.namespace, {"job-name": job["metadata"]["name"]}),
@@ -171,6 +179,13 @@ def step_weights(ctx: Context) -> StepResult:
         )
     progress = _last_log_line(ctx.namespace, {"job-name": job["metadata"]["name"]})
     return StepResult(wait=1, updates={"weights_progress": progress[:300]})
+
+
+def _created_before(manifest: dict[str, Any], moment: Any) -> bool:
+    created = (manifest.get("metadata") or {}).get("creationTimestamp")
+    if not created:
+        return False
+    return bool(datetime.fromisoformat(str(created).replace("Z", "+00:00")) < moment)
 
 
 def _last_log_line(namespace: str, labels: dict[str, str]) -> str:

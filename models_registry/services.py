@@ -107,6 +107,8 @@ def set_hub_token(actor: Actor, tenant: Tenant, token: str) -> HubCredential:
         tenant=tenant,
         changes={"fingerprint": [previous, new_fingerprint], "hub_user": credential.hub_username},
     )
+    # A new token may grant (or lose) gated access: say so now, not at the nightly check.
+    recheck_gated_access(tenant)
     return credential
 
 
@@ -364,13 +366,16 @@ def deployment_blockers(model: RegisteredModel) -> list[str]:
 # --- the nightly access check --------------------------------------------------------------
 
 
-def recheck_gated_access() -> dict[str, int]:
-    """Check every registered gated model against its tenant's token; flag lost access."""
+def recheck_gated_access(tenant: Tenant | None = None) -> dict[str, int]:
+    """Check every registered gated model (of ``tenant``, or of all tenants) against its
+    tenant's token; flag lost access, and clear the flag where access came back."""
     counts = {"checked": 0, "lost": 0, "restored": 0, "errors": 0}
     actor = Actor.system("models_registry.recheck_gated_access")
     gated = RegisteredModel.objects.select_related("tenant", "current_revision").exclude(
         current_revision__gated=""
     )
+    if tenant is not None:
+        gated = gated.filter(tenant=tenant)
     clients: dict[int, HubClient] = {}
     for model in gated:
         try:

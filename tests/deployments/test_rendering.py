@@ -892,3 +892,17 @@ def test_api_server_accepts_every_manifest_in_a_dry_run_apply(live_api: client.A
         except client.ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+def test_a_failed_download_job_is_retried_only_when_an_earlier_rollout_made_it() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from deployments.rollout import _created_before
+
+    started = datetime(2026, 11, 25, 12, 0, 0, 700_000, tzinfo=UTC)
+    earlier = {"metadata": {"creationTimestamp": "2026-11-25T11:00:00Z"}}
+    this_rollouts = {"metadata": {"creationTimestamp": "2026-11-25T12:00:00Z"}}
+    margin = started - timedelta(seconds=2)
+    assert _created_before(earlier, margin)
+    assert not _created_before(this_rollouts, margin)  # whole seconds: same second, kept
+    assert not _created_before({"metadata": {}}, margin)

@@ -167,3 +167,22 @@ def test_no_token_in_database_dump_logs_pages_or_api(
     ).stdout
     assert "hub_token.set" in dump  # the dump really holds this test's data
     assert hub.TOKEN_READ not in dump
+
+
+def test_a_new_token_rechecks_gated_access_at_once(
+    world: World, cluster_tenant: Tenant, hub_control: HubControl
+) -> None:
+    put_token(world, hub.TOKEN_READ)
+    services.register_model(
+        services.Actor(world.users["maintainer_a"], "api"), cluster_tenant, repo_id=hub.LLAMA_8B_ID
+    )
+    hub_control.revoke(hub.TOKEN_READ, hub.LLAMA_8B_ID)
+    recheck_gated_access()
+    model = RegisteredModel.objects.get(repo_id=hub.LLAMA_8B_ID)
+    assert model.access_status == "lost"
+    # The owner sets a token of an account with access: deployable again without waiting for
+    # the nightly check.
+    put_token(world, hub.TOKEN_WRITE)
+    model.refresh_from_db()
+    assert model.access_status == "ok"
+    assert "gated" not in " ".join(services.deployment_blockers(model))
