@@ -109,12 +109,15 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 @contextlib.contextmanager
 def celery_broker(url: str) -> Iterator[None]:
     """Make this process publish (and ping) through `url`, then go back to the shared broker."""
+    from kombu import pools
+
     from portal.celery import app
 
     def drop_pools() -> None:  # private attributes: Celery has no public way to re-pool
-        pool = vars(app).get("_pool")
-        if pool is not None:
-            pool.force_close_all()
+        # kombu keeps one global pool per broker URL: closing only the app's would hand the
+        # same closed pool back when the app returns to the shared broker (every later
+        # test's worker ping then failed with "Acquire on closed pool"). Reset them all.
+        pools.reset()
         vars(app)["_pool"] = None
         vars(app.amqp)["_producer_pool"] = None
 
