@@ -377,6 +377,14 @@ def check_server(ip: str, spec: ServingSpec) -> str:
 
 def _check_service(ctx: Context, service: str) -> StepResult | None:
     ips = ready_endpoint_ips(ctx.namespace, service)
+    side = {p.status.pod_ip for p in _pods(ctx, ctx.rollout.colour) if p.status.pod_ip}
+    stale = [ip for ip in ips if ip not in side]
+    if stale:
+        # EndpointSlices follow a selector switch eventually (slowly after a control-plane
+        # restart): checking now would test the other side's pods. Wait for them to converge.
+        return StepResult(
+            wait=0.5, message=f"{service} still lists {len(stale)} endpoint(s) of the other side"
+        )
     if len(ips) < ctx.spec.replicas:
         return StepResult(wait=0.5, message=f"{service} lists {len(ips)} ready endpoints")
     problems = [problem for problem in (check_server(ip, ctx.spec) for ip in ips) if problem]
