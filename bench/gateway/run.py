@@ -211,40 +211,6 @@ def local_backend() -> Iterator[Backend]:
         yield Backend(url=url, model=MODEL_ID, kind="local simulator on loopback")
 
 
-def _portal_environment() -> Any:
-    """A fresh bench database, cluster up, local Hub; Django configured for them."""
-    from devstack import localservices
-    from devstack.cluster import ensure_up
-    from devstack.hub.server import running_hub
-
-    @contextlib.contextmanager
-    def environment() -> Iterator[dict[str, str]]:
-        localservices.up()
-        localservices._psql(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        localservices._psql(f"CREATE DATABASE {BENCH_DB} OWNER {localservices.DB_USER}")
-        info = ensure_up()
-        with running_hub() as hub_url:
-            env = {
-                "DATABASE_URL": f"postgres://portal:portal@127.0.0.1:55432/{BENCH_DB}",
-                "KUBECONFIG": str(info.kubeconfig),
-                "HF_ENDPOINT": hub_url,
-                "WEIGHTS_HF_ENDPOINT": hub_url,
-                "CELERY_QUEUE": "bench-gateway",
-                "ROLLOUT_RECONCILE_SECONDS": "5",
-                "DJANGO_SETTINGS_MODULE": "portal.settings",
-            }
-            os.environ.update(env)
-            import django
-
-            django.setup()
-            from django.core.management import call_command
-
-            call_command("migrate", verbosity=0)
-            yield env
-
-    return environment()
-
-
 def _ready_endpoint(namespace: str, service: str) -> tuple[str, int] | None:
     """The first ready (IP, port) of the Service's EndpointSlices, if any."""
     from kubernetes import client
@@ -265,9 +231,9 @@ def _ready_endpoint(namespace: str, service: str) -> tuple[str, int] | None:
 
 @contextlib.contextmanager
 def portal_backend() -> Iterator[Backend]:
-    from bench.rollouts.common import bench_tenant, worker
+    from bench.rollouts.common import bench_environment, bench_tenant, worker
 
-    with _portal_environment() as env:
+    with bench_environment(queue="bench-gateway", database=BENCH_DB) as env:
         from deployments.admission import ServingRequest
         from deployments.choices import TERMINAL_STATES
         from deployments.models import Rollout, Tier

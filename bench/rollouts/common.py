@@ -23,19 +23,21 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 @contextlib.contextmanager
-def bench_environment(queue: str | None = None) -> Iterator[dict[str, str]]:
+def bench_environment(
+    queue: str | None = None, database: str = BENCH_DB
+) -> Iterator[dict[str, str]]:
     """Cluster up, local Hub running, a fresh bench database; Django configured for it."""
     from devstack import localservices
     from devstack.cluster import ensure_up
     from devstack.hub.server import running_hub
 
     localservices.up()
-    localservices._psql(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-    localservices._psql(f"CREATE DATABASE {BENCH_DB} OWNER {localservices.DB_USER}")
+    localservices._psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    localservices._psql(f"CREATE DATABASE {database} OWNER {localservices.DB_USER}")
     info = ensure_up()
     with running_hub() as hub_url:
         env = {
-            "DATABASE_URL": f"postgres://portal:portal@127.0.0.1:55432/{BENCH_DB}",
+            "DATABASE_URL": f"postgres://portal:portal@127.0.0.1:55432/{database}",
             "KUBECONFIG": str(info.kubeconfig),
             "HF_ENDPOINT": hub_url,
             "WEIGHTS_HF_ENDPOINT": hub_url,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from deployments.choices import STEP_ORDER
@@ -223,3 +224,13 @@ def second_rollout_in_progress(fleet: Fleet, deployment: Any, promotion: Any) ->
 
     wait_for(mid_rollout, 60, describe=lambda: rollout.state)
     return rollout
+
+
+def chat(gateway_url: str, key: str) -> httpx.Response:
+    """One one-token chat completion through a gateway."""
+    return httpx.post(
+        f"{gateway_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+        timeout=30,
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import time
 
-import httpx
 import pytest
 from django.urls import reverse
 
@@ -19,6 +18,7 @@ from tests.faults.conftest import (
     apiserver_stopped,
     assert_events_consistent,
     assert_nothing_left,
+    chat,
     second_rollout_in_progress,
 )
 from tests.fixtures.cluster import wait_for
@@ -39,15 +39,6 @@ pytestmark = [
 
 # Other test runs share this cluster: keep the outage short.
 OUTAGE_SECONDS = 3
-
-
-def chat(gateway_url: str, key: str) -> httpx.Response:
-    return httpx.post(
-        f"{gateway_url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
-        timeout=30,
-    )
 
 
 def test_apiserver_restarted_mid_rollout_under_traffic(fleet: Fleet, gateways: Gateways) -> None:

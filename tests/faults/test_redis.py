@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
 import pytest
 
 from deployments import services
@@ -19,6 +18,7 @@ from tests.faults.conftest import (
     assert_events_consistent,
     assert_nothing_left,
     celery_broker,
+    chat,
     restart_worker,
     second_rollout_in_progress,
 )
@@ -27,15 +27,6 @@ from tests.gateway.conftest import Gateways
 pytestmark = [pytest.mark.cluster, pytest.mark.worker, pytest.mark.slow]
 
 OUTAGE_SECONDS = 4
-
-
-def chat(gateway_url: str, key: str) -> httpx.Response:
-    return httpx.post(
-        f"{gateway_url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
-        timeout=30,
-    )
 
 
 def test_redis_killed_mid_rollout_under_traffic(
