@@ -423,11 +423,18 @@ class Gateway:
     async def _reserve(self, call: Call) -> None:
         assert call.key is not None
         key = call.key
+        # A key's burst without its own per-minute limit smooths at the tenant's rate (as
+        # validated): the key then gets a window at the tenant's limit, which changes nothing.
+        key_rpm = key.requests_per_minute or (
+            key.tenant.requests_per_minute if key.requests_burst else None
+        )
         limits = Limits(
             tenant_rpm=key.tenant.requests_per_minute,
             tenant_tpm=key.tenant.tokens_per_minute,
-            key_rpm=key.requests_per_minute,
+            key_rpm=key_rpm,
             key_tpm=key.tokens_per_minute,
+            tenant_rpm_burst=key.tenant.requests_burst,
+            key_rpm_burst=key.requests_burst,
         )
         estimate = call.prompt_tokens + call.completion_tokens
         decision = await self.limiter.reserve(key.tenant.slug, str(key.id), limits, estimate)
@@ -447,7 +454,8 @@ class Gateway:
             )
         else:
             message = (
-                f"Rate limit reached: the {scope}'s {unit} per minute are used up; "
+                # Neutral about which constraint refused: the window or the requests burst.
+                f"Rate limit reached: the {scope}'s {unit} per minute (or its burst) are used up; "
                 f"retry in {max(1, math.ceil(decision.retry_after_seconds))} s."
             )
         raise GatewayError(

@@ -1,27 +1,33 @@
 """Per-tenant and per-API-key rate limits (requests and tokens per minute), shared through Redis.
 
-Algorithm: GCRA (the generic cell rate algorithm, i.e. a token bucket stored as one timestamp).
-Each limit keeps a single value, its "theoretical arrival time" (TAT). Consuming ``n`` units moves
-the TAT forward by ``n * 60s / limit``; a request is admitted while ``TAT - now`` stays within one
-period, so a fresh limit of 60 RPM admits a burst of exactly 60 and then one more per second.
-Chosen over a sliding window because:
+Semantics (what the Gateway page and the docs promise): a limit of N per minute means no
+60-second window ever admits more than N, across every gateway process. Users, partners' SLAs and
+downstream budgets read "60 requests per minute" that way. The GCRA used before (a token bucket
+of N refilling at N/60 per second) let 2N - 1 through in the first minute after an idle spell.
 
-* one key and O(1) work per limit, whatever the traffic (a sliding-window log stores one entry per
-  request, and for tokens would need weighted entries or one per token);
-* a weighted cost (tokens) and a refund (``settle`` returning unused tokens) are plain arithmetic
-  on the TAT, where a sliding window would have to find and shrink an earlier entry;
-* no double burst at window edges (unlike fixed windows), and Retry-After falls out exactly.
+Algorithm: a sliding-window log per limit. Each admitted request leaves an entry in a sorted set
+scored by its time (Redis' ``TIME``), carrying its cost (1 request, or its tokens), next to a
+running total; a request is admitted while the total of the last 60 s plus its cost stays within
+the limit. Work per call is O(entries leaving the window), and Retry-After is exact: the time until
+enough old entries have left. Tokens are charged in two phases: ``reserve`` adds an entry with an
+estimate (prompt tokens + ``max_tokens``), ``settle`` rewrites that entry's cost to the actual
+usage if it is still in the window (a refund, or an extra charge without refusing, since the work
+is done). An entry leaving the window takes its cost with it, so nothing drifts.
 
-All applicable limits (tenant RPM, tenant TPM, key RPM, key TPM) are checked and consumed by ONE
-Lua script (``ratelimit.lua``), all or nothing: a request refused by one limit consumes nothing
-from the others. The clock is Redis' ``TIME``, so every gateway process agrees on "now". Keys are
-``{prefix}:{<tenant>}:tenant:rpm`` and ``{prefix}:{<tenant>}:key:<key>:tpm`` and so on; the hash
-tag keeps one tenant's keys in one Redis Cluster slot, which a multi-key script requires. The
-``key`` argument identifies an API key (its id or public prefix), never the secret itself.
+Burst (optional, requests only): ``requests_burst`` = B caps how many requests arrive at once; after
+a burst the allowance refills at N/60 per second (GCRA with a tolerance of B intervals), checked
+in addition to the window. Without it the whole minute's N may arrive at once, and then none until
+they leave the window. It is a separate, explicit setting because smoothing is a choice (it
+protects a model server from spikes) and never part of what "N per minute" means.
 
-Tokens are charged in two phases: ``reserve`` charges an estimate before the request is forwarded
-(prompt tokens + ``max_tokens``), ``settle`` corrects it to the actual usage afterwards, returning
-the unused part (or charging the excess without refusing, since the work is already done).
+All applicable limits (tenant RPM, tenant TPM, key RPM, key TPM, and the bursts) are checked and
+consumed by ONE Lua script (``ratelimit.lua``), all or nothing: a request refused by one limit
+consumes nothing from the others. Keys are ``{prefix}:{<tenant>}:tenant:rpm:log`` (the entries)
+and ``...:rpm:meta`` (total, entry counter, burst state), ``{prefix}:{<tenant>}:key:<key>:tpm:log``
+and so on; the hash tag keeps one tenant's keys in one Redis Cluster slot, which a multi-key script
+requires, and every write sets a 60 s expiry so idle keys vanish. The ``key`` argument identifies an
+API key (its id or public prefix), never the secret itself. Entry ids are Redis time plus a
+per-limit counter, unique even for simultaneous requests from different processes.
 
 Redis unreachable: FAIL OPEN. The limiter guards fairness and cost between tenants, not security,
 and a Redis outage must not take every tenant's inference down with it; TGI bounds its own queue
@@ -43,7 +49,9 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -55,8 +63,6 @@ logger = logging.getLogger(__name__)
 
 PERIOD_SECONDS = 60.0
 _PERIOD_US = int(PERIOD_SECONDS * 1_000_000)
-# Matches the Lua script's slack: float rounding must not refuse a request exactly at the limit.
-_SLACK_US = 1000
 
 SCRIPT = (Path(__file__).with_name("ratelimit.lua")).read_text()
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
@@ -84,14 +90,23 @@ class LimitName(StrEnum):
     KEY_TPM = "key_tpm"
 
 
+_REQUESTS = (LimitName.TENANT_RPM, LimitName.KEY_RPM)
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Per-minute limits for one request's tenant and API key. 0 or None means unlimited."""
+    """Per-minute limits for one request's tenant and API key. 0 or None means unlimited.
+
+    A ``*_rpm_burst`` caps how many requests arrive at once (refilling at rpm/60 per second) on
+    top of the window; None means none, so the whole minute may arrive at once. It applies only
+    with its ``*_rpm``."""
 
     tenant_rpm: int | None = None
     tenant_tpm: int | None = None
     key_rpm: int | None = None
     key_tpm: int | None = None
+    tenant_rpm_burst: int | None = None
+    key_rpm_burst: int | None = None
 
     def applicable(self) -> list[tuple[LimitName, int]]:
         return [
@@ -105,16 +120,24 @@ class Limits:
             if value
         ]
 
+    def burst(self, name: LimitName) -> int:
+        """The burst of a limit, 0 for none."""
+        if name is LimitName.TENANT_RPM:
+            return self.tenant_rpm_burst or 0
+        if name is LimitName.KEY_RPM:
+            return self.key_rpm_burst or 0
+        return 0
+
 
 @dataclass(frozen=True)
 class Reservation:
-    """Tokens charged by an admitted ``reserve``; hand it to ``settle`` after the response."""
+    """Tokens charged by an admitted ``reserve``; hand it to ``settle`` after the response.
+    ``entries`` are the token entries it added, per TPM limit (their ids in the window log)."""
 
     tenant: str
     key: str
     tokens: int
-    tenant_tpm: int | None
-    key_tpm: int | None
+    entries: tuple[tuple[LimitName, str], ...] = ()
     degraded: bool = False
 
 
@@ -166,24 +189,62 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
-def _remaining(limit: int, tat_minus_now_us: int) -> int:
-    interval = _PERIOD_US / limit
-    return max(0, math.floor((_PERIOD_US - tat_minus_now_us + _SLACK_US) / interval))
-
-
 def state_key(prefix: str, tenant: str, key: str, name: LimitName) -> str:
-    """The Redis key holding one limit's TAT (``key`` is ignored for tenant limits)."""
+    """The base of one limit's Redis keys (``key`` is ignored for tenant limits); the limit
+    lives in ``<base>:log`` and ``<base>:meta`` (see ``window_keys``)."""
     scope = "tenant" if name in (LimitName.TENANT_RPM, LimitName.TENANT_TPM) else f"key:{key}"
-    unit = "rpm" if name in (LimitName.TENANT_RPM, LimitName.KEY_RPM) else "tpm"
+    unit = "rpm" if name in _REQUESTS else "tpm"
     return f"{prefix}:{{{tenant}}}:{scope}:{unit}"
 
 
-def used_units(tat_us: float | None, now_us: float, limit: int) -> int:
-    """Units consumed within the last period by a limit whose TAT is ``tat_us``: the inverse
-    of GCRA's bookkeeping (each unit moved the TAT by ``period / limit``)."""
-    if not tat_us or tat_us <= now_us or limit <= 0:
-        return 0
-    return min(limit, math.ceil((tat_us - now_us) * limit / _PERIOD_US - 1e-9))
+def window_keys(prefix: str, tenant: str, key: str, name: LimitName) -> list[str]:
+    """The sorted set of admitted entries and the hash beside it (total, counter, burst)."""
+    base = state_key(prefix, tenant, key, name)
+    return [f"{base}:log", f"{base}:meta"]
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """One limit as the limiter sees it now: ``used`` in the last 60 s, ``remaining`` admissible
+    at once (window and burst), ``reset_seconds`` until it is back to its initial state."""
+
+    used: int
+    remaining: int
+    reset_seconds: float
+
+
+def _parse(result: list[Any], count: int) -> tuple[int, int, int, list[LimitState], list[str]]:
+    allowed, refused_index, retry_us = (int(x) for x in result[:3])
+    states, ids = [], []
+    for i in range(count):
+        used, remaining, reset_us, entry = result[3 + 4 * i : 7 + 4 * i]
+        states.append(LimitState(int(used), int(remaining), max(0, int(reset_us)) / 1_000_000))
+        ids.append(entry.decode() if isinstance(entry, bytes) else str(entry))
+    return allowed, refused_index, retry_us, states, ids
+
+
+def _script_args(
+    mode: str, triples: list[tuple[int | str, int, int]], window_us: int = _PERIOD_US
+) -> list[int | str]:
+    args: list[int | str] = [mode, window_us]
+    for triple in triples:
+        args += triple
+    return args
+
+
+def read_states(
+    client: SyncRedis, prefix: str, tenant: str, limits: list[tuple[str, LimitName, int, int]]
+) -> list[LimitState]:
+    """What each limit (API key, name, limit, burst) has used and would admit right now, read
+    by the same script as the gateway (changing nothing), for the portal's Gateway page.
+    Raises ``redis.RedisError`` when Redis cannot answer."""
+    keys = [k for key, name, _, _ in limits for k in window_keys(prefix, tenant, key, name)]
+    args = _script_args("peek", [(limit, 0, burst) for _, _, limit, burst in limits])
+    try:
+        result = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+    except NoScriptError:
+        result = client.eval(SCRIPT, len(keys), *keys, *args)
+    return _parse(list(result), len(limits))[3]
 
 
 class RateLimiter:
@@ -196,15 +257,18 @@ class RateLimiter:
         prefix: str = "rl",
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         cooldown: float = 1.0,
+        window_seconds: float = PERIOD_SECONDS,
     ) -> None:
+        """``window_seconds`` is for tests that cannot wait a minute; limits are per minute."""
         self._redis = redis
+        self._window_us = int(window_seconds * 1_000_000)
         self._prefix = prefix
         self._timeout = timeout
         self._cooldown = cooldown
         self._skip_redis_until = 0.0
 
-    def _state_key(self, tenant: str, key: str, name: LimitName) -> str:
-        return state_key(self._prefix, tenant, key, name)
+    def _keys(self, tenant: str, key: str, names: list[LimitName]) -> list[str]:
+        return [k for name in names for k in window_keys(self._prefix, tenant, key, name)]
 
     async def reserve(
         self, tenant: str, key: str, limits: Limits, estimated_tokens: int
@@ -213,37 +277,43 @@ class RateLimiter:
         refuse it and consume nothing."""
         applicable = limits.applicable()
         tokens = max(0, estimated_tokens)
-        reservation = Reservation(tenant, key, tokens, limits.tenant_tpm, limits.key_tpm)
         if not applicable:
-            return Decision(allowed=True, reservation=reservation)
-        costs = [
-            1 if name in (LimitName.TENANT_RPM, LimitName.KEY_RPM) else tokens
-            for name, _ in applicable
-        ]
+            return Decision(allowed=True, reservation=Reservation(tenant, key, tokens))
+        costs = [1 if name in _REQUESTS else tokens for name, _ in applicable]
         for (name, limit), cost in zip(applicable, costs, strict=True):
             if cost > limit:
                 return Decision(allowed=False, refused_by=name, too_large=True)
 
-        keys = [self._state_key(tenant, key, name) for name, _ in applicable]
-        args: list[int | str] = ["reserve", _PERIOD_US]
-        for (_, limit), cost in zip(applicable, costs, strict=True):
-            args += [limit, cost]
+        keys = self._keys(tenant, key, [name for name, _ in applicable])
+        args = _script_args(
+            "reserve",
+            [
+                (limit, cost, limits.burst(name))
+                for (name, limit), cost in zip(applicable, costs, strict=True)
+            ],
+            self._window_us,
+        )
         result = await self._run(keys, args)
         if result is None:
-            degraded = Reservation(tenant, key, tokens, limits.tenant_tpm, limits.key_tpm, True)
+            degraded = Reservation(tenant, key, tokens, degraded=True)
             return Decision(allowed=True, degraded=True, reservation=degraded)
 
-        allowed, refused_index, retry_us, *tats = (int(x) for x in result)
+        allowed, refused_index, retry_us, states, ids = _parse(result, len(applicable))
         values: dict[str, tuple[int, int, float]] = {}
-        for (name, limit), tat in zip(applicable, tats, strict=True):
-            kind = "requests" if name in (LimitName.TENANT_RPM, LimitName.KEY_RPM) else "tokens"
-            candidate = (limit, _remaining(limit, tat), max(0, tat) / 1_000_000)
+        for (name, limit), state in zip(applicable, states, strict=True):
+            kind = "requests" if name in _REQUESTS else "tokens"
+            candidate = (limit, state.remaining, state.reset_seconds)
             current = values.get(kind)
             # The most constraining: fewest remaining, then the longest until reset.
             if current is None or (candidate[1], -candidate[2]) < (current[1], -current[2]):
                 values[kind] = candidate
         req = values.get("requests", (None, None, None))
         tok = values.get("tokens", (None, None, None))
+        entries = tuple(
+            (name, entry)
+            for (name, _), entry in zip(applicable, ids, strict=True)
+            if name not in _REQUESTS
+        )
         return Decision(
             allowed=bool(allowed),
             refused_by=applicable[refused_index - 1][0] if refused_index else None,
@@ -254,31 +324,29 @@ class RateLimiter:
             limit_tokens=tok[0],
             remaining_tokens=tok[1],
             reset_tokens_seconds=tok[2],
-            reservation=reservation if allowed else None,
+            reservation=Reservation(tenant, key, tokens, entries) if allowed else None,
         )
 
     async def settle(self, reservation: Reservation, actual_tokens: int) -> int:
-        """Correct a reservation to the tokens actually used. Returns the tokens given back to the
-        TPM limits (negative when the request used more than reserved, which is charged anyway)."""
-        refund = reservation.tokens - max(0, actual_tokens)
-        names = [
-            (name, limit)
-            for name, limit in (
-                (LimitName.TENANT_TPM, reservation.tenant_tpm),
-                (LimitName.KEY_TPM, reservation.key_tpm),
-            )
-            if limit
-        ]
-        if refund == 0 or not names or reservation.degraded:
+        """Correct a reservation to the tokens actually used, in every TPM window that still
+        holds its entry. Returns the tokens given back (negative when the request used more than
+        reserved, which is charged anyway: the work is done)."""
+        actual = max(0, actual_tokens)
+        refund = reservation.tokens - actual
+        if refund == 0 or not reservation.entries or reservation.degraded:
             return refund
-        keys = [self._state_key(reservation.tenant, reservation.key, name) for name, _ in names]
-        args: list[int | str] = ["adjust", _PERIOD_US]
-        for _, limit in names:
-            args += [limit, -refund]
+        keys = self._keys(
+            reservation.tenant, reservation.key, [name for name, _ in reservation.entries]
+        )
+        args = _script_args(
+            "adjust",
+            [(entry, reservation.tokens, actual) for _, entry in reservation.entries],
+            self._window_us,
+        )
         await self._run(keys, args)
         return refund
 
-    async def _run(self, keys: list[str], args: list[int | str]) -> list[int] | None:
+    async def _run(self, keys: list[str], args: list[int | str]) -> list[Any] | None:
         """Run the script (EVALSHA, falling back to EVAL when Redis lacks it); None when Redis is
         unreachable."""
         if time.monotonic() < self._skip_redis_until:

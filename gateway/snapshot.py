@@ -24,6 +24,7 @@ class TenantPolicy:
     slug: str
     namespace: str
     requests_per_minute: int
+    requests_burst: int | None
     tokens_per_minute: int
     require_max_tokens: bool
     max_output_tokens: int | None
@@ -39,6 +40,7 @@ class KeyEntry:
     name: str
     tenant: TenantPolicy
     requests_per_minute: int | None
+    requests_burst: int | None
     tokens_per_minute: int | None
     deployments: frozenset[str]
 
@@ -84,6 +86,7 @@ def load_snapshot() -> Snapshot:
             slug=t.slug,
             namespace=t.namespace,
             requests_per_minute=t.quota.requests_per_minute,
+            requests_burst=t.quota.requests_burst,
             tokens_per_minute=t.quota.tokens_per_minute,
             require_max_tokens=t.quota.require_max_tokens,
             max_output_tokens=t.quota.max_output_tokens,
@@ -103,6 +106,7 @@ def load_snapshot() -> Snapshot:
             name=key.name,
             tenant=policy,
             requests_per_minute=key.requests_per_minute,
+            requests_burst=key.requests_burst,
             tokens_per_minute=key.tokens_per_minute,
             deployments=frozenset(d.name for d in key.deployments.all()),
         )

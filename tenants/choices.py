@@ -24,3 +24,18 @@ class Channel(models.TextChoices):
     ADMIN = "admin", "Admin console"
     TASK = "task", "Background task"
     CLI = "cli", "Command line"
+
+
+class ApiTokenStatus(models.TextChoices):
+    """What ApiToken.status answers; a revoked or expired token stays readable, with its date."""
+
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+
+
+class GatewayKeyStatus(models.TextChoices):
+    """What GatewayKey.status answers; a revoked key stays readable, with revoked_at set."""
+
+    ACTIVE = "active", "Active"
+    REVOKED = "revoked", "Revoked"

@@ -28,7 +28,15 @@ class CreateGatewayKeyForm(forms.Form):
         widget=forms.SelectMultiple(attrs={"size": 3}),
     )
     requests_per_minute = forms.IntegerField(
-        min_value=1, required=False, help_text="Empty: the tenant's limit."
+        min_value=1,
+        required=False,
+        help_text="At most this many in any 60-second window. Empty: the tenant's limit.",
+    )
+    requests_burst = forms.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="Most requests at once, refilling at the per-minute limit / 60 per second. "
+        "Empty: none, the whole minute may arrive at once.",
     )
     tokens_per_minute = forms.IntegerField(
         min_value=1, required=False, help_text="Empty: the tenant's limit."
@@ -43,4 +51,5 @@ class CreateGatewayKeyForm(forms.Form):
 
 class GatewayKeyLimitsForm(forms.Form):
     requests_per_minute = forms.IntegerField(min_value=1, required=False)
+    requests_burst = forms.IntegerField(min_value=1, required=False)
     tokens_per_minute = forms.IntegerField(min_value=1, required=False)

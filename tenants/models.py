@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -117,6 +118,15 @@ class TenantQuota(models.Model):
     requests_per_minute = models.PositiveIntegerField(
         default=600, validators=[MaxValueValidator(QUOTA_MAX_REQUESTS_PER_MINUTE)]
     )
+    requests_burst = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=(
+            "Most requests admitted at once, refilling at requests_per_minute/60 per second; "
+            "empty: none, the whole minute's requests may arrive at once."
+        ),
+    )
     tokens_per_minute = models.PositiveIntegerField(
         default=200_000, validators=[MaxValueValidator(QUOTA_MAX_TOKENS_PER_MINUTE)]
     )
@@ -145,6 +155,24 @@ class TenantQuota(models.Model):
 
     def __str__(self) -> str:
         return f"Quota of {self.tenant}"
+
+    def clean(self) -> None:
+        error = requests_burst_error(self.requests_burst, self.requests_per_minute)
+        if error:
+            raise ValidationError({"requests_burst": error})
+
+
+def requests_burst_error(burst: int | None, limit: int | None, whose: str = "") -> str | None:
+    """Why a burst does not fit its per-minute limit (None when it does). A burst only smooths
+    traffic within the limit (which already admits at most N in any 60-second window), so one
+    above the limit would promise what the window refuses."""
+    if not burst:
+        return None
+    if not limit:
+        return "needs a requests_per_minute limit to smooth (requests are unlimited)"
+    if burst > limit:
+        return f"cannot exceed {whose}requests_per_minute ({limit})"
+    return None
 
 
 class QuotaChange(models.Model):
@@ -260,6 +288,12 @@ class GatewayKey(TenantOwnedModel):
     )
     requests_per_minute = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    requests_burst = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Most requests admitted at once; empty: none.",
     )
     tokens_per_minute = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)]

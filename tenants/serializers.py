@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from tenants.choices import Role
+from tenants.choices import ApiTokenStatus, GatewayKeyStatus, Role
 from tenants.models import ApiToken, AuditEvent, GatewayKey, Membership, Tenant, TenantQuota
 from tenants.services import QUOTA_FIELDS
 
@@ -54,8 +54,15 @@ class MembershipUpdateSerializer(serializers.Serializer):
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
+    """A token as listed (never its secret); a revoked one answers status `revoked` and its
+    revoked_at until it is deleted by a platform admin."""
+
     username = serializers.CharField(source="user.username", read_only=True)
-    status = serializers.CharField(read_only=True)
+    status = serializers.ChoiceField(
+        choices=ApiTokenStatus.choices,
+        read_only=True,
+        help_text="`revoked` once DELETEd (revoked_at is then set); `expired` after expires_at",
+    )
 
     class Meta:
         model = ApiToken
@@ -76,7 +83,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
 class ApiTokenCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    role = serializers.CharField(max_length=16, default=Role.VIEWER)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.VIEWER)
     expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
 
 
@@ -128,9 +135,13 @@ class MeSerializer(serializers.Serializer):
 
 
 class GatewayKeySerializer(serializers.ModelSerializer):
-    """A gateway key as listed: never its secret."""
+    """A gateway key as listed: never its secret; a revoked one answers status `revoked`."""
 
-    status = serializers.CharField(read_only=True)
+    status = serializers.ChoiceField(
+        choices=GatewayKeyStatus.choices,
+        read_only=True,
+        help_text="`revoked` once DELETEd (revoked_at is then set); gateways refuse it",
+    )
     deployments = serializers.SerializerMethodField()
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
 
@@ -142,6 +153,7 @@ class GatewayKeySerializer(serializers.ModelSerializer):
             "prefix",
             "deployments",
             "requests_per_minute",
+            "requests_burst",
             "tokens_per_minute",
             "status",
             "created_by",
@@ -163,6 +175,12 @@ class GatewayKeyWriteSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=63), required=False, default=list
     )
     requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    requests_burst = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        help_text="Most requests admitted at once, at most the per-minute limit; null: none",
+    )
     tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
 
 

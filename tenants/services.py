@@ -32,7 +32,15 @@ from tenants.constants import (
     GATEWAY_KEY_SCHEME,
     GATEWAY_KEY_SECRET_BYTES,
 )
-from tenants.models import ApiToken, GatewayKey, Membership, QuotaChange, Tenant, TenantQuota
+from tenants.models import (
+    ApiToken,
+    GatewayKey,
+    Membership,
+    QuotaChange,
+    Tenant,
+    TenantQuota,
+    requests_burst_error,
+)
 
 QUOTA_FIELDS = (
     "max_gpus",
@@ -41,6 +49,7 @@ QUOTA_FIELDS = (
     "allowed_tiers",
     "monthly_gpu_hour_budget",
     "requests_per_minute",
+    "requests_burst",
     "tokens_per_minute",
     "require_max_tokens",
     "max_output_tokens",
@@ -372,6 +381,21 @@ def _key_limit(value: Any, field: str, ceiling: int) -> int | None:
     return value
 
 
+def _key_burst(value: Any, rpm: int | None, tenant_rpm: int) -> int | None:
+    """A key's burst, checked against the per-minute limit it smooths: the key's own, else the
+    tenant's (which the gateway then applies to the key)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DomainError("must be a whole number", field="requests_burst")
+    if value < 1:
+        raise DomainError("must be at least 1 (leave empty for none)", field="requests_burst")
+    error = requests_burst_error(value, rpm or tenant_rpm, "" if rpm else "the tenant's ")
+    if error:
+        raise DomainError(error, field="requests_burst")
+    return value
+
+
 def _key_deployments(tenant: Tenant, names: Any) -> list[Any]:
     from deployments.models import Deployment  # deployments depends on tenants, not back
 
@@ -395,6 +419,7 @@ def create_gateway_key(
     name: str,
     deployments: Any = (),
     requests_per_minute: Any = None,
+    requests_burst: Any = None,
     tokens_per_minute: Any = None,
 ) -> IssuedGatewayKey:
     """A new key for the tenant's OpenAI-compatible endpoint, limited to ``deployments`` when
@@ -406,6 +431,7 @@ def create_gateway_key(
         raise DomainError("must be at most 100 characters", field="name")
     quota = TenantQuota.objects.get(tenant=tenant)
     rpm = _key_limit(requests_per_minute, "requests_per_minute", quota.requests_per_minute)
+    burst = _key_burst(requests_burst, rpm, quota.requests_per_minute)
     tpm = _key_limit(tokens_per_minute, "tokens_per_minute", quota.tokens_per_minute)
     scoped = _key_deployments(tenant, deployments)
     if GatewayKey.objects.for_tenant(tenant).active().filter(name=clean_name).exists():
@@ -420,6 +446,7 @@ def create_gateway_key(
                 prefix=prefix,
                 secret_hash=hash_gateway_key_secret(secret),
                 requests_per_minute=rpm,
+                requests_burst=burst,
                 tokens_per_minute=tpm,
                 created_by=actor.user_or_none,
             )
@@ -436,6 +463,7 @@ def create_gateway_key(
             "name": key.name,
             "deployments": [d.name for d in scoped],
             "requests_per_minute": rpm,
+            "requests_burst": burst,
             "tokens_per_minute": tpm,
         },
     )
@@ -445,7 +473,7 @@ def create_gateway_key(
 @transaction.atomic
 def update_gateway_key(actor: Actor, key: GatewayKey, changes: dict[str, Any]) -> GatewayKey:
     """Change a key's limits or deployment scope (all validated before anything is saved)."""
-    allowed = {"requests_per_minute", "tokens_per_minute", "deployments"}
+    allowed = {"requests_per_minute", "requests_burst", "tokens_per_minute", "deployments"}
     unknown = set(changes) - allowed
     if unknown:
         field = sorted(unknown)[0]
@@ -456,6 +484,7 @@ def update_gateway_key(actor: Actor, key: GatewayKey, changes: dict[str, Any]) -
     quota = TenantQuota.objects.get(tenant_id=key.tenant_id)
     before: dict[str, Any] = {
         "requests_per_minute": key.requests_per_minute,
+        "requests_burst": key.requests_burst,
         "tokens_per_minute": key.tokens_per_minute,
         "deployments": sorted(key.deployments.values_list("name", flat=True)),
     }
@@ -463,6 +492,13 @@ def update_gateway_key(actor: Actor, key: GatewayKey, changes: dict[str, Any]) -
     if "requests_per_minute" in changes:
         after["requests_per_minute"] = _key_limit(
             changes["requests_per_minute"], "requests_per_minute", quota.requests_per_minute
+        )
+    if "requests_burst" in changes or "requests_per_minute" in changes:
+        # Re-checked when only the limit moves: lowering it below the burst is refused too.
+        after["requests_burst"] = _key_burst(
+            changes.get("requests_burst", key.requests_burst),
+            after["requests_per_minute"],
+            quota.requests_per_minute,
         )
     if "tokens_per_minute" in changes:
         after["tokens_per_minute"] = _key_limit(
@@ -476,8 +512,9 @@ def update_gateway_key(actor: Actor, key: GatewayKey, changes: dict[str, Any]) -
     if not delta:
         return key
     key.requests_per_minute = after["requests_per_minute"]
+    key.requests_burst = after["requests_burst"]
     key.tokens_per_minute = after["tokens_per_minute"]
-    key.save(update_fields=["requests_per_minute", "tokens_per_minute"])
+    key.save(update_fields=["requests_per_minute", "requests_burst", "tokens_per_minute"])
     if scoped is not None:
         key.deployments.set(scoped)
     audit.record(actor, "gateway_key.update", key, tenant=key.tenant, changes=delta)

@@ -77,18 +77,29 @@ def _month_gpu_hours(tenant: Tenant, deployments: Any) -> float:
 
 @dataclass(frozen=True)
 class LimitUsage:
-    """One gateway limit: what the last minute used (from the gateway's metrics) and the burst
-    the limiter would still admit right now (from its state in Redis)."""
+    """One gateway limit: what the last minute used (from the gateway's metrics) and what the
+    limiter counts in its 60-second window right now (from its state in Redis).
+
+    The limit means at most ``limit`` in any 60-second window; ``burst`` (requests only) caps how
+    many arrive at once, refilling at limit/60 per second."""
 
     limit: int | None
     last_minute: int | None = None
-    burst_left: int | None = None
+    in_window: int | None = None
+    available: int | None = None
+    burst: int | None = None
+    unit: str = "requests"
 
     @property
     def percent(self) -> int:
         if not self.limit or self.last_minute is None:
             return 0
         return min(100, round(100 * self.last_minute / self.limit))
+
+    @property
+    def refill_seconds(self) -> float | None:
+        """Seconds per request the burst allowance refills by."""
+        return 60 / self.limit if self.limit and self.burst else None
 
 
 @dataclass(frozen=True)
@@ -99,35 +110,44 @@ class GatewayLiveUsage:
     keys: dict[int, tuple[LimitUsage, LimitUsage]]
 
 
-def _burst_levels(tenant: Tenant, keys: list[Any]) -> list[tuple[float | None, int]] | None:
-    """GCRA levels (units not yet replenished) of the tenant's and each key's RPM and TPM, in
-    the order tenant rpm, tenant tpm, then rpm and tpm per key; one Redis round trip."""
+def _limiter_states(
+    tenant: Tenant, quota: TenantQuota, keys: list[Any]
+) -> list[tuple[int, int] | None] | None:
+    """(used in the window, admissible now) of the tenant's RPM and TPM, then RPM and TPM per
+    key (None for an unlimited one), read by the limiter's own script in one round trip; None
+    when Redis is unreachable."""
     import redis
     from django.conf import settings
 
-    from gateway.ratelimit import LimitName, state_key
+    from gateway.ratelimit import LimitName, read_states
 
-    prefix = settings.GATEWAY_RATELIMIT_PREFIX
-    names = [
-        state_key(prefix, tenant.slug, "", LimitName.TENANT_RPM),
-        state_key(prefix, tenant.slug, "", LimitName.TENANT_TPM),
+    wanted: list[tuple[str, LimitName, int | None, int | None]] = [
+        ("", LimitName.TENANT_RPM, quota.requests_per_minute, quota.requests_burst),
+        ("", LimitName.TENANT_TPM, quota.tokens_per_minute, None),
     ]
     for key in keys:
-        names.append(state_key(prefix, tenant.slug, str(key.id), LimitName.KEY_RPM))
-        names.append(state_key(prefix, tenant.slug, str(key.id), LimitName.KEY_TPM))
+        # As the gateway does: a burst without the key's own limit smooths at the tenant's.
+        rpm = key.requests_per_minute or (quota.requests_per_minute if key.requests_burst else None)
+        wanted.append((str(key.id), LimitName.KEY_RPM, rpm, key.requests_burst))
+        wanted.append((str(key.id), LimitName.KEY_TPM, key.tokens_per_minute, None))
+    limited = [(k, name, limit, burst or 0) for k, name, limit, burst in wanted if limit]
     try:
         client = redis.Redis.from_url(
             settings.REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
         )
-        pipe = client.pipeline(transaction=False)
-        pipe.time()
-        pipe.mget(names)
-        (seconds, micros), values = pipe.execute()
-        client.close()
+        try:
+            states = iter(
+                read_states(client, settings.GATEWAY_RATELIMIT_PREFIX, tenant.slug, limited)
+            )
+        finally:
+            client.close()
     except redis.RedisError:
         return None
-    now = seconds * 1_000_000 + micros
-    return [(float(v) if v else None, now) for v in values]
+    answers: list[tuple[int, int] | None] = []
+    for _, _, limit, _ in wanted:
+        state = next(states) if limit else None
+        answers.append((state.used, state.remaining) if state else None)
+    return answers
 
 
 def gateway_live_usage(
@@ -137,17 +157,21 @@ def gateway_live_usage(
 
     ``last_minute`` is ``gateway_traffic(tenant, "1m")`` (None when Prometheus is away).
     """
-    from gateway.ratelimit import used_units
-
     quota = TenantQuota.objects.get(tenant=tenant)
-    levels = _burst_levels(tenant, keys)
+    states = _limiter_states(tenant, quota, keys)
 
-    def usage(index: int, limit: int | None, used: float | None) -> LimitUsage:
-        burst = None
-        if levels is not None and limit:
-            tat, now = levels[index]
-            burst = limit - used_units(tat, now, limit)
-        return LimitUsage(limit, None if used is None else round(used), burst)
+    def usage(
+        index: int, limit: int | None, used: float | None, unit: str, burst: int | None = None
+    ) -> LimitUsage:
+        state = states[index] if states is not None else None
+        return LimitUsage(
+            limit,
+            None if used is None else round(used),
+            in_window=state[0] if state else None,
+            available=state[1] if state else None,
+            burst=burst,
+            unit=unit,
+        )
 
     def summed(prefix: str | None, field: str) -> float | None:
         if last_minute is None:
@@ -162,15 +186,27 @@ def gateway_live_usage(
 
     per_key = {
         key.id: (
-            usage(2 + 2 * i, key.requests_per_minute, summed(key.prefix, "requests")),
-            usage(3 + 2 * i, key.tokens_per_minute, summed(key.prefix, "tokens")),
+            usage(
+                2 + 2 * i,
+                key.requests_per_minute,
+                summed(key.prefix, "requests"),
+                "requests",
+                key.requests_burst,
+            ),
+            usage(3 + 2 * i, key.tokens_per_minute, summed(key.prefix, "tokens"), "tokens"),
         )
         for i, key in enumerate(keys)
     }
     return GatewayLiveUsage(
-        levels is not None,
-        usage(0, quota.requests_per_minute, summed(None, "requests")),
-        usage(1, quota.tokens_per_minute, summed(None, "tokens")),
+        states is not None,
+        usage(
+            0,
+            quota.requests_per_minute,
+            summed(None, "requests"),
+            "requests",
+            quota.requests_burst,
+        ),
+        usage(1, quota.tokens_per_minute, summed(None, "tokens"), "tokens"),
         per_key,
     )
 

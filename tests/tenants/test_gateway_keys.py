@@ -142,8 +142,8 @@ def test_gateway_page_shows_a_new_key_once_and_live_usage(world: World, settings
     assert "Copy your new key now" not in again
     assert "igk_" + key.prefix + "_" not in again
 
-    # Three requests through the real limiter leave bursts of 7 of 10 for the key and 9 of
-    # 12 for the tenant (small limits: the levels drain slowly enough to read them).
+    # Three requests through the real limiter stay in its 60-second windows: 7 of 10 left for
+    # the key, 9 of 12 for the tenant.
     services.update_quota(
         Actor(world.users["admin"], "cli"),
         world.tenant_a,
@@ -152,9 +152,15 @@ def test_gateway_page_shows_a_new_key_once_and_live_usage(world: World, settings
     limiter = RateLimiter(redis_client(settings.REDIS_URL), prefix="rl-page-test")
     limits = Limits(tenant_rpm=12, tenant_tpm=300, key_rpm=10)
     redis.Redis.from_url(settings.REDIS_URL).delete(
-        "rl-page-test:{alpha}:tenant:rpm",
-        "rl-page-test:{alpha}:tenant:tpm",
-        f"rl-page-test:{{alpha}}:key:{key.id}:rpm",
+        *(
+            f"{base}:{part}"
+            for base in (
+                "rl-page-test:{alpha}:tenant:rpm",
+                "rl-page-test:{alpha}:tenant:tpm",
+                f"rl-page-test:{{alpha}}:key:{key.id}:rpm",
+            )
+            for part in ("log", "meta")
+        )
     )
 
     async def consume() -> None:
@@ -164,9 +170,10 @@ def test_gateway_page_shows_a_new_key_once_and_live_usage(world: World, settings
 
     asyncio.run(consume())
     page = client.get(url).content.decode()
-    assert "(burst 7)" in page  # the key's row
-    assert "a burst of 9 more would be admitted now" in page  # tenant requests
-    assert "a burst of 150 more would be admitted now" in page  # tenant tokens: 300 - 3 × 50
+    assert "(7 admissible now)" in page  # the key's row
+    assert "3 admitted in the last 60 s; 9 more would be admitted now" in page  # tenant requests
+    # Tenant tokens: 300 - 3 × 50.
+    assert "150 admitted in the last 60 s; 150 more would be admitted now" in page
 
 
 def test_viewer_sees_keys_but_cannot_create_or_revoke(world: World) -> None:
