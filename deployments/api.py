@@ -36,7 +36,7 @@ from deployments.serializers import (
     revision_base,
     serving_request,
 )
-from portal.api import TenantScopedViewSet
+from portal.api import ApiContract, TenantScopedViewSet
 from portal.errors import DomainError
 from portal.schema import errors
 from tenants.api import api_actor
@@ -64,7 +64,7 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
 STEER = extend_schema(request=None, responses={202: RolloutDetailSerializer})
 
 
-class TierViewSet(viewsets.GenericViewSet):
+class TierViewSet(ApiContract, viewsets.GenericViewSet):
     """The GPU tiers on offer (any signed-in user; platform admins edit them in the admin)."""
 
     queryset = Tier.objects.filter(is_active=True)
@@ -75,7 +75,7 @@ class TierViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(TierSerializer(page, many=True).data)
 
 
-class NodePoolViewSet(viewsets.ViewSet):
+class NodePoolViewSet(ApiContract, viewsets.ViewSet):
     """Live GPU capacity per node pool; 503 (cluster_unavailable) when the cluster is not."""
 
     @extend_schema(responses={200: NodePoolsSerializer, **errors(503)})

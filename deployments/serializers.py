@@ -111,6 +111,9 @@ class RevisionSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model_revision.model.repo_id", read_only=True)
     model_commit = serializers.CharField(source="model_revision.commit_sha", read_only=True)
     gpus = serializers.IntegerField(read_only=True)
+    pod_annotations = serializers.DictField(
+        child=serializers.CharField(), read_only=True, help_text="annotation key: value"
+    )
     created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True
     )
@@ -362,7 +365,14 @@ class ServingSerializer(serializers.Serializer):
     max_replicas = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     autoscaling = serializers.BooleanField(default=False)
     queue_size_target = serializers.IntegerField(min_value=1, max_value=10_000, default=4)
-    pod_annotations = serializers.JSONField(required=False, default=dict)
+    pod_annotations = serializers.DictField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        allow_null=True,
+        default=dict,
+        help_text="annotation key: value, added to the serving pods; null or {} means none "
+        "(on PATCH: removes the previous revision's)",
+    )
     promotion = PromotionSerializer(required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

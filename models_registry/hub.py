@@ -59,6 +59,13 @@ class HubUnavailable(HubError):
     code = "hub_unavailable"
 
 
+def _repo_not_found(repo_id: str) -> RepoNotFound:
+    return RepoNotFound(
+        f"no model '{repo_id}' on the Hub (or it is private and the tenant's token cannot see it)",
+        field="repo_id",
+    )
+
+
 _configured = threading.Lock()
 _installed_timeout: float | None = None
 
@@ -104,11 +111,7 @@ class HubClient:
                 field="repo_id",
             )
         if isinstance(error, RepositoryNotFoundError):
-            return RepoNotFound(
-                f"no model '{repo_id}' on the Hub (or it is private and the tenant's token "
-                "cannot see it)",
-                field="repo_id",
-            )
+            return _repo_not_found(repo_id)
         if isinstance(error, RevisionNotFoundError):
             return RevisionNotFound(
                 f"'{repo_id}' has no branch, tag or commit '{revision}'", field="revision"
@@ -130,6 +133,11 @@ class HubClient:
                 return InvalidToken("the Hub rejected the tenant's token (401)", field="token")
             if status >= 500 or status == 429:
                 return HubUnavailable(f"the Hub answered {status}; try again later")
+            if status == 404 and repo_id:
+                # A 404 without the Hub's X-Error-Code: the URL names no repository at all
+                # (an id such as "0" that no route of the Hub serves). For the user this is
+                # the same as any other missing repository.
+                return _repo_not_found(repo_id)
             return HubError(f"the Hub answered {status}", field="repo_id")
         raise error
 

@@ -11,9 +11,11 @@ from django.http import Http404
 from rest_framework import exceptions, permissions, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from portal.errors import DomainError, validation_messages
+from portal.schema import DECLARED_QUERIES, query_parameter_errors
 from portal.tenancy import TenantScopedQuerySet
 from tenants.access import TenantAccess, required_rank_for, resolve_access
 from tenants.choices import Role
@@ -35,7 +37,31 @@ class TenantRolePermission(permissions.BasePermission):
         return True
 
 
-class TenantScopedViewSet(viewsets.GenericViewSet):
+class ApiContract(APIView):
+    """Base of every API view: a request is held to what the schema declares for it.
+
+    - Query parameters: only those the operation's schema declares, once each, with values of
+      the declared type and bounds (portal.schema reads them from the generated schema);
+      anything else is a 400 naming the parameter, never a value silently ignored.
+    - Bodies: JSON only (REST_FRAMEWORK's DEFAULT_PARSER_CLASSES). On an operation that declares
+      a body, one of another content type is a 415 before the view runs, because form
+      encodings cannot carry the nested objects and nulls the bodies declare. Operations that
+      declare none (promote, DELETE) read none, whatever is sent.
+    Both run after authentication and permissions, so a stranger still gets 401/404 first.
+    """
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        errors = query_parameter_errors(
+            request._request.path_info, request.method or "GET", request.query_params
+        )
+        if errors:
+            raise exceptions.ValidationError(errors)
+        if DECLARED_QUERIES.declares_body(request._request.path_info, request.method or "GET"):
+            request.data  # noqa: B018 - parsing is what refuses an undeclared content type
+
+
+class TenantScopedViewSet(ApiContract, viewsets.GenericViewSet):
     """Base of every tenant API: URLs carry the tenant slug, querysets are always scoped.
 
     `read_role`/`write_role` set the default levels; `action_roles` overrides per action.
@@ -118,6 +144,12 @@ def error_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        view = context.get("view")
+        accepted = ", ".join(parser.media_type for parser in getattr(view, "parser_classes", []))
+        exc.detail = exceptions.ErrorDetail(
+            f"{exc.detail} Send one of: {accepted}.", code="unsupported_media_type"
+        )
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         if isinstance(fields, list):

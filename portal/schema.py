@@ -9,10 +9,14 @@ operations that reach Kubernetes or the Hub add theirs with `errors(...)` in `ex
 from __future__ import annotations
 
 import copy
+import re
+import threading
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import build_bearer_security_scheme_object, get_override
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
@@ -83,7 +87,22 @@ class PortalAutoSchema(AutoSchema):
     def _map_serializer_field(
         self, field: Any, direction: Any, bypass_extensions: bool = False
     ) -> Any:
-        return super()._map_serializer_field(_as_answered(field), direction, bypass_extensions)
+        schema = super()._map_serializer_field(_as_answered(field), direction, bypass_extensions)
+        if (
+            direction == "request"
+            and isinstance(field, serializers.CharField)
+            and field.trim_whitespace
+            and not field.allow_blank
+            and isinstance(schema, dict)
+            and schema.get("type") == "string"
+            and "pattern" not in schema
+            # validators (a RegexField's) are added to the schema later: keep their pattern
+            and not any(isinstance(v, RegexValidator) for v in field.validators)
+        ):
+            # DRF trims the value before its blank check, so "  " is refused as blank although
+            # minLength 1 allows it: the schema says a non-space character is needed.
+            schema["pattern"] = r"\S"
+        return schema
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation: dict[str, Any] | None = super().get_operation(*args, **kwargs)
@@ -161,3 +180,112 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
             "role in that tenant, nor platform-admin powers."
         )
         return scheme
+
+
+# --- the query parameters each operation declares (portal.api holds every request to them) -
+
+
+class _DeclaredQueries:
+    """The schema's query parameters per operation, generated once per process.
+
+    The generated schema is the single statement of what a route accepts, so the check in
+    portal.api reads it rather than a second list kept by hand per view.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._schema: dict[str, Any] | None = None
+        self._routes: list[tuple[re.Pattern[str], dict[str, Any]]] = []
+
+    def _load(self) -> dict[str, Any]:
+        with self._lock:
+            if self._schema is None:
+                schema = SchemaGenerator().get_schema(request=None, public=True)
+                routes = []
+                for path, operations in schema["paths"].items():
+                    parts = re.split(r"(\{[^}]+\})", path)
+                    pattern = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+                    routes.append((path.count("{"), re.compile(pattern), operations))
+                # A literal segment wins over a template that would match it too.
+                routes.sort(key=lambda route: route[0])
+                self._routes = [(pattern, operations) for _, pattern, operations in routes]
+                self._schema = schema
+            return self._schema
+
+    def operation(self, path: str, method: str) -> dict[str, Any] | None:
+        """The schema's operation for a request path; None when it has none."""
+        self._load()
+        for pattern, operations in self._routes:
+            if pattern.fullmatch(path):
+                operation: dict[str, Any] | None = operations.get(method.lower())
+                return operation
+        return None
+
+    def for_request(self, path: str, method: str) -> dict[str, dict[str, Any]] | None:
+        """name: parameter object; None when the schema has no such operation."""
+        operation = self.operation(path, method)
+        if operation is None:
+            return None
+        return {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "query"}
+
+    def declares_body(self, path: str, method: str) -> bool:
+        operation = self.operation(path, method)
+        return operation is not None and "requestBody" in operation
+
+    def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """A parameter's schema with a component `$ref` replaced by the component."""
+        ref = schema.get("$ref", "")
+        if not ref.startswith("#/components/schemas/"):
+            return schema
+        components: dict[str, Any] = self._load()["components"]["schemas"]
+        return dict(components[ref.rsplit("/", 1)[1]])
+
+
+DECLARED_QUERIES = _DeclaredQueries()
+
+
+def query_parameter_errors(path: str, method: str, query: Any) -> dict[str, list[str]]:
+    """{parameter: [message]} for each query parameter the operation does not declare, gives
+    twice, or gives a value its declared schema refuses."""
+    declared = DECLARED_QUERIES.for_request(path, method)
+    if declared is None:
+        return {}
+    errors: dict[str, list[str]] = {}
+    for name in query:
+        parameter = declared.get(name)
+        if parameter is None:
+            accepted = ", ".join(sorted(declared)) or "none"
+            errors[name] = [f"unknown query parameter (this route accepts: {accepted})"]
+            continue
+        values = query.getlist(name)
+        if len(values) > 1:
+            errors[name] = ["given more than once"]
+            continue
+        message = _value_error(values[0], DECLARED_QUERIES.resolve(parameter.get("schema", {})))
+        if message:
+            errors[name] = [message]
+    return errors
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def _value_error(value: str, schema: dict[str, Any]) -> str | None:
+    kind = schema.get("type")
+    if kind == "integer":
+        if not _INTEGER.fullmatch(value):
+            return "must be an integer"
+        number = int(value)
+        if "minimum" in schema and number < schema["minimum"]:
+            return f"must be at least {schema['minimum']}"
+        if "maximum" in schema and number > schema["maximum"]:
+            return f"must be at most {schema['maximum']}"
+    elif kind == "boolean" and value not in ("true", "false"):
+        return "must be true or false"
+    if "enum" in schema and value not in [str(choice) for choice in schema["enum"]]:
+        return "must be one of: " + ", ".join(str(choice) for choice in schema["enum"])
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        return f"must be at most {schema['maxLength']} characters"
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    return None

@@ -150,6 +150,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON bodies only: form encodings cannot carry the nested objects (promotion, quota) and
+    # nulls the bodies declare, and DRF would silently drop what they cannot carry. The schema
+    # then declares application/json alone; other types answer 415 (portal.api.ApiContract).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "portal.pagination.StandardPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "portal.api.error_handler",
@@ -180,6 +184,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ColourEnum": "deployments.choices.Colour",
         "PromotionModeEnum": "deployments.choices.PromotionMode",
+        "ApiTokenStatusEnum": "tenants.choices.ApiTokenStatus",
+        "GatewayKeyStatusEnum": "tenants.choices.GatewayKeyStatus",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

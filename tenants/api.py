@@ -11,7 +11,7 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.api import TenantScopedViewSet
+from portal.api import ApiContract, TenantScopedViewSet
 from portal.errors import DomainError, Forbidden
 from tenants import services
 from tenants.access import resolve_access
@@ -37,6 +37,12 @@ from tenants.serializers import (
 )
 
 
+class GatewayKeyChangeSerializer(GatewayKeyWriteSerializer):
+    """What PATCH may change: a key's name is fixed at creation (not in the PATCH schema)."""
+
+    name = None  # type: ignore[assignment]
+
+
 def api_actor(request: Request) -> Actor:
     return Actor(user=request.user, channel=Channel.API)  # type: ignore[arg-type]
 
@@ -51,6 +57,7 @@ def _require_platform_admin(request: Request) -> None:
     partial_update=extend_schema(request=TenantRenameSerializer, responses=TenantSerializer)
 )
 class TenantViewSet(
+    ApiContract,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
@@ -89,9 +96,13 @@ class TenantViewSet(
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         tenant = self.get_object()
         _require_platform_admin(request)
-        serializer = TenantRenameSerializer(data=request.data)
+        # PATCH: what is left out stays as it is (the schema makes every field optional).
+        serializer = TenantRenameSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        services.rename_tenant(api_actor(request), tenant, name=serializer.validated_data["name"])
+        if "name" in serializer.validated_data:
+            services.rename_tenant(
+                api_actor(request), tenant, name=serializer.validated_data["name"]
+            )
         return Response(TenantSerializer(tenant).data)
 
 
@@ -125,9 +136,10 @@ class MembershipViewSet(TenantScopedViewSet):
 
     def partial_update(self, request: Request, tenant_slug: str, pk: str) -> Response:
         membership = self.get_object()
-        serializer = MembershipUpdateSerializer(data=request.data)
+        serializer = MembershipUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        services.change_member_role(api_actor(request), membership, **serializer.validated_data)
+        if serializer.validated_data:  # an empty PATCH changes nothing
+            services.change_member_role(api_actor(request), membership, **serializer.validated_data)
         return Response(MembershipSerializer(membership).data)
 
     def destroy(self, request: Request, tenant_slug: str, pk: str) -> Response:
@@ -183,7 +195,7 @@ class ApiTokenViewSet(TenantScopedViewSet):
     create=extend_schema(
         request=GatewayKeyWriteSerializer, responses={201: IssuedGatewayKeySerializer}
     ),
-    partial_update=extend_schema(request=GatewayKeyWriteSerializer(partial=True)),
+    partial_update=extend_schema(request=GatewayKeyChangeSerializer(partial=True)),
 )
 class GatewayKeyViewSet(TenantScopedViewSet):
     """Keys of the OpenAI-compatible gateway: members read, owners create, change, revoke."""
@@ -210,11 +222,11 @@ class GatewayKeyViewSet(TenantScopedViewSet):
 
     def partial_update(self, request: Request, tenant_slug: str, pk: str) -> Response:
         key = self.get_object()
-        serializer = GatewayKeyWriteSerializer(data=request.data, partial=True)
+        if isinstance(request.data, dict) and "name" in request.data:
+            raise DomainError("a key's name cannot be changed; create a new key", field="name")
+        serializer = GatewayKeyChangeSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
-        if "name" in changes:
-            raise DomainError("a key's name cannot be changed; create a new key", field="name")
         key = services.update_gateway_key(api_actor(request), key, changes)
         return Response(GatewayKeySerializer(self.get_queryset().get(pk=key.pk)).data)
 
@@ -266,7 +278,7 @@ class AuditEventViewSet(TenantScopedViewSet):
         return self.get_paginated_response(AuditEventSerializer(page, many=True).data)
 
 
-class MeViewSet(viewsets.ViewSet):
+class MeViewSet(ApiContract, viewsets.ViewSet):
     """Who the caller is and which tenants they belong to."""
 
     @extend_schema(responses=MeSerializer, operation_id="me_retrieve")

@@ -9,6 +9,7 @@ Kubernetes must answer the documented 503.
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,12 +24,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.test import Client
-from hypothesis import HealthCheck, Phase, given
+from hypothesis import HealthCheck, Phase, given, seed
 from hypothesis import settings as hypothesis_settings
+from rest_framework import fields as drf_fields
+from rest_framework import relations as drf_relations
 from schemathesis import GenerationMode
+from schemathesis.core.failures import Failure
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -64,14 +70,69 @@ def no_server_error(ctx: Any, response: Any, case: Any) -> None:
     raise AssertionError(f"server error {response.status_code}: {response.text[:500]}")
 
 
+def _shape_messages() -> list[re.Pattern[str]]:
+    """DRF's own messages for input of the wrong shape (type, bounds, choice, null, blank,
+    missing), plus portal.schema's for query parameters. A refusal with one of these is a
+    rule the schema should have stated; any other 400 is a decision of the domain (an object
+    that does not exist, admission's arithmetic, a name in use) that no schema can state."""
+    messages: set[str] = {
+        "unknown query parameter (this route accepts: {accepted})",
+        "must be an integer",
+        "must be at least {minimum}",
+        "must be at most {maximum}",
+        "given more than once",
+        "must be one of: {choices}",
+        "must be true or false",
+    }
+    classes = [
+        value
+        for module in (drf_fields, drf_relations)
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, drf_fields.Field)
+    ]
+    for field_class in classes:
+        for key, message in getattr(field_class, "default_error_messages", {}).items():
+            if key != "does_not_exist":
+                messages.add(str(message))
+    return [
+        re.compile(".*".join(re.escape(part) for part in re.split(r"\{[^}]*\}", message)))
+        for message in messages
+    ]
+
+
+SHAPE_MESSAGES = _shape_messages()
+
+
+def positive_data_accepted(ctx: Any, response: Any, case: Any) -> None:
+    """schemathesis' positive_data_acceptance, except a 400 that only the domain could decide."""
+    try:
+        positive_data_acceptance(ctx, response, case)
+    except Failure:
+        if response.status_code != 400:
+            raise
+        fields = (response.json().get("error") or {}).get("fields") or {}
+        shape = [
+            f"{name}: {message}"
+            for name, messages in fields.items()
+            for message in messages
+            if any(pattern.fullmatch(message) for pattern in SHAPE_MESSAGES)
+        ]
+        if shape or not fields:
+            raise
+
+
 CHECKS = [
     no_server_error,
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    positive_data_accepted,
+    negative_data_rejection,
 ]
-# Examples per operation and pass; about a minute for the whole API on the dev VM.
-MAX_EXAMPLES = 12
+# Examples per operation and pass, and a seed of its own (issue 17 asked for a new one);
+# about 3½ minutes for the whole API on the dev VM.
+MAX_EXAMPLES = 50
+SEED = 170_2026
 
 
 # --- the schema and the docs page ----------------------------------------------------------
@@ -281,11 +342,11 @@ def _run_operation(
 ) -> str | None:
     strategy = operation.as_strategy(mode, path_parameters=path_parameters or None)
 
+    @seed(SEED)
     @hypothesis_settings(
         max_examples=MAX_EXAMPLES,
         deadline=None,
         database=None,
-        derandomize=True,
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
