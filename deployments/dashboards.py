@@ -16,7 +16,8 @@ from typing import Any
 from deployments import alerts as guardrails
 from deployments import charts, metrics
 from deployments.autoscaling import HpaState, ReplicaBounds, hpa_state, replica_bounds
-from deployments.models import Deployment
+from deployments.choices import ACTIVE_STATES
+from deployments.models import Deployment, Rollout
 from tenants.models import Tenant, TenantQuota
 
 SPARK_PANELS = ("request_rate", "queue_size", "ttft_p95", "generated_tokens_rate")
@@ -98,13 +99,20 @@ def tenant_page(tenant: Tenant) -> dict[str, Any]:
         return context
     alerts, alerts_error = _alerts(tenant.namespace)
     by_name = {d.name: d for d in deployments}
+    live = live_colours(deployments)
+    # Prometheus keeps series of deleted deployments and removed colours for minutes (and the
+    # sparklines' range for 30): only what serves in the portal now gets a row.
     keys = sorted(
-        {key[:2] for panel in current.values() for key in panel}
-        | {key[:2] for panel in series.values() for key in panel}
+        key
+        for key in (
+            {key[:2] for panel in current.values() for key in panel}
+            | {key[:2] for panel in series.values() for key in panel}
+        )
+        if key[1] in live.get(key[0], ())
     )
     rows: list[Row] = []
     for name, colour in keys:
-        row = Row(by_name.get(name), name, colour)
+        row = Row(by_name[name], name, colour)
         row.values = {
             panel: values[(name, colour)]
             for panel, values in current.items()
@@ -120,8 +128,12 @@ def tenant_page(tenant: Tenant) -> dict[str, Any]:
             row.sparks[panel] = charts.sparkline(points, colour=charts.COLOURS.get(colour, "#555"))
         row.alerts = [a for a in alerts if (a.deployment, a.colour) == (name, colour)]
         rows.append(row)
-    seen = {name for name, _ in keys}
-    rows += [Row(d, d.name, d.active_colour) for d in deployments if d.name not in seen]
+    seen = set(keys)
+    for d in deployments:
+        missing = [colour for colour in sorted(live[d.name]) if (d.name, colour) not in seen]
+        if not live[d.name]:
+            missing = [""]  # not serving: one row says so
+        rows += [Row(d, d.name, colour) for colour in missing]
     rows.sort(key=lambda r: (r.name, r.colour))
     requests = sum(gateway["gateway_requests_per_minute"].values())
     tokens = sum(gateway["gateway_tokens_per_minute"].values())
@@ -134,18 +146,38 @@ def tenant_page(tenant: Tenant) -> dict[str, Any]:
             Usage("Requests per minute", requests, quota.requests_per_minute, "req/min"),
             Usage("Tokens per minute", tokens, quota.tokens_per_minute, "tokens/min"),
         ],
+        # An empty deployment is traffic the gateway answered before routing (the model
+        # list, an unknown model, a refusal): sorted last, and labelled by the template.
         gateway_by_deployment=sorted(
-            (key[0], value, gateway["gateway_tokens_per_minute"].get(key, 0.0))
-            for key, value in gateway["gateway_requests_per_minute"].items()
+            (
+                (key[0], value, gateway["gateway_tokens_per_minute"].get(key, 0.0))
+                for key, value in gateway["gateway_requests_per_minute"].items()
+            ),
+            key=lambda row: (not row[0], row[0]),
         ),
         gateway_errors=sorted(
-            (key[0], key[1], value)
-            for key, value in gateway["gateway_errors_per_minute"].items()
-            if value > 0
+            (
+                (key[0], key[1], value)
+                for key, value in gateway["gateway_errors_per_minute"].items()
+                if value > 0
+            ),
+            key=lambda row: (not row[0], row[0], row[1]),
         ),
         has_gpu_metrics=bool(current["gpu_utilisation"] or current["gpu_memory_used"]),
     )
     return context
+
+
+def live_colours(deployments: list[Deployment]) -> dict[str, set[str]]:
+    """The colours that serve or are being rolled, per deployment name: the active one, and
+    both sides of a running rollout (the old side stays up until it is scaled down)."""
+    live = {d.name: {d.active_colour} - {""} for d in deployments}
+    running = Rollout.objects.filter(
+        deployment__in=deployments, state__in=ACTIVE_STATES
+    ).values_list("deployment__name", "colour", "previous_colour")
+    for name, colour, previous in running:
+        live[name] |= {colour, previous} - {"", None}
+    return live
 
 
 def _buckets(values: dict[metrics.Key, float], name: str) -> list[tuple[str, float]]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.db.models import QuerySet
+from django.forms.utils import pretty_name
 
 from deployments.admission import ServingRequest
 from deployments.choices import PromotionMode
-from deployments.models import Tier
-from deployments.serializers import DTYPE_CHOICES, KV_CACHE_DTYPE_CHOICES
+from deployments.models import Deployment, DeploymentRevision, Tier
+from deployments.serializers import DTYPE_CHOICES, KV_CACHE_DTYPE_CHOICES, SERVING_FIELDS
 from deployments.services import Promotion
 from models_registry import fit
 from models_registry.models import RegisteredModel
@@ -23,18 +25,13 @@ def quantize_label(value: str | None) -> str:
     return value or "none (as stored)"
 
 
-class DeploymentForm(forms.Form):
-    """The deploy wizard: model → tier → quantization → limits → review.
+class ServingForm(forms.Form):
+    """What a revision serves: tier → quantization → limits → replicas, and the rollout's promotion.
 
-    Field names are the services' field names, so a DomainError lands on the right input.
+    Field names are the services' field names, so a DomainError lands on the right input. The
+    deploy wizard adds the name and the model; the new-revision form takes the deployment's model.
     """
 
-    name = forms.CharField(
-        max_length=100,
-        widget=forms.TextInput(attrs={"placeholder": "chat", "autocomplete": "off"}),
-        help_text="Lower-case letters, digits and '-'; the Service is tgi-<name>.",
-    )
-    model = forms.ModelChoiceField(queryset=RegisteredModel.objects.none(), empty_label="—")
     tier = forms.ModelChoiceField(
         queryset=Tier.objects.filter(is_active=True),
         to_field_name="slug",
@@ -70,21 +67,14 @@ class DeploymentForm(forms.Form):
         min_value=0, max_value=86_400, initial=0, required=False, widget=NUMBER
     )
 
-    def __init__(self, *args: Any, tenant: Tenant, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        models: QuerySet[RegisteredModel] = RegisteredModel.objects.for_tenant(
-            tenant
-        ).select_related("current_revision")
-        self.fields["model"].queryset = models  # type: ignore[attr-defined]
+    def _offer_quantizations(self) -> None:
+        """Only the quantizations the selected model's checkpoint allows."""
         model = self.selected_model()
         revision = model.current_revision if model else None
-        method = revision.quantization_method if revision else ""
         quantize_field: forms.ChoiceField = self.fields["quantize"]  # type: ignore[assignment]
         quantize_field.choices = [
             (q or "", quantize_label(q))
-            for q in (
-                fit.valid_quantizations(method) if model and model.current_revision else [None]
-            )
+            for q in (fit.valid_quantizations(revision.quantization_method) if revision else [None])
         ]
 
     def raw(self, name: str) -> Any:
@@ -102,11 +92,7 @@ class DeploymentForm(forms.Form):
             return None
 
     def selected_model(self) -> RegisteredModel | None:
-        value = self.raw("model")
-        if not str(value or "").isdigit():
-            return None
-        queryset: QuerySet[RegisteredModel] = self.fields["model"].queryset  # type: ignore[attr-defined]
-        return queryset.filter(pk=int(value)).first()
+        raise NotImplementedError
 
     def selected_tier(self) -> Tier | None:
         value = self.raw("tier")
@@ -114,24 +100,113 @@ class DeploymentForm(forms.Form):
 
     def serving_request(self) -> ServingRequest:
         data = self.cleaned_data
-        values = {
-            "quantize": data["quantize"],
-            "dtype": data["dtype"],
-            "kv_cache_dtype": data["kv_cache_dtype"],
-            "max_input_tokens": data["max_input_tokens"],
-            "max_total_tokens": data["max_total_tokens"],
-            "max_batch_prefill_tokens": data["max_batch_prefill_tokens"],
-            "max_concurrent_requests": data["max_concurrent_requests"],
-            "replicas": data["replicas"],
-            "min_replicas": data["min_replicas"],
-            "max_replicas": data["max_replicas"],
-            "autoscaling": data["autoscaling"],
-            "queue_size_target": data["queue_size_target"],
-        }
-        return ServingRequest(model=data["model"], tier=data["tier"], **values)
+        model = data.get("model") or self.selected_model()
+        assert model is not None  # a valid form has a model
+        return ServingRequest(
+            model=model, tier=data["tier"], **{name: data[name] for name in SERVING_FIELDS}
+        )
 
     def promotion_choice(self) -> Promotion:
         return Promotion(
             mode=self.cleaned_data["promotion"],
             after_seconds=self.cleaned_data["promote_after_seconds"] or 0,
         )
+
+
+class DeploymentForm(ServingForm):
+    """The deploy wizard: model → tier → quantization → limits → review."""
+
+    name = forms.CharField(
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "chat", "autocomplete": "off"}),
+        help_text="Lower-case letters, digits and '-'; the Service is tgi-<name>.",
+    )
+    model = forms.ModelChoiceField(queryset=RegisteredModel.objects.none(), empty_label="—")
+    field_order = ["name", "model"]
+
+    def __init__(self, *args: Any, tenant: Tenant, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        models: QuerySet[RegisteredModel] = RegisteredModel.objects.for_tenant(
+            tenant
+        ).select_related("current_revision")
+        self.fields["model"].queryset = models  # type: ignore[attr-defined]
+        self._offer_quantizations()
+
+    def selected_model(self) -> RegisteredModel | None:
+        value = self.raw("model")
+        if not str(value or "").isdigit():
+            return None
+        queryset: QuerySet[RegisteredModel] = self.fields["model"].queryset  # type: ignore[attr-defined]
+        return queryset.filter(pk=int(value)).first()
+
+
+class RevisionForm(ServingForm):
+    """A new revision of a deployment, prefilled from the revision it starts from.
+
+    The model stays the deployment's; the new revision pins the model's current commit, as a
+    PATCH through the API does. Pod annotations are not edited here: they are carried over.
+    """
+
+    def __init__(self, data: Any = None, *, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.base = base_revision(deployment)
+        initial = revision_initial(self.base) if self.base is not None else None
+        super().__init__(data, initial=initial)
+        self._offer_quantizations()
+
+    def selected_model(self) -> RegisteredModel | None:
+        return self.deployment.model
+
+
+def base_revision(deployment: Deployment) -> DeploymentRevision | None:
+    """What a new revision starts from: the one serving, else the newest (a failed first one)."""
+    return deployment.active_revision or deployment.revisions.first()
+
+
+def revision_initial(revision: DeploymentRevision) -> dict[str, Any]:
+    return {
+        "tier": revision.tier.slug,
+        **{name: getattr(revision, name) for name in SERVING_FIELDS},
+    }
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of the new-revision diff: ``label: old → new``."""
+
+    field: str
+    label: str
+    old: str
+    new: str
+
+
+def _shown(value: Any) -> str:
+    if value in (None, ""):
+        return "—"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def revision_changes(base: DeploymentRevision | None, request: ServingRequest) -> list[Change]:
+    """What deploying `request` would change against `base`, field by field.
+
+    Compared after TGI's defaults are filled in (ServingRequest.resolved), so an emptied token
+    limit that resolves to the value already serving is no change.
+    """
+    new_commit = request.model.current_revision
+    if base is None:
+        return []
+    changes = []
+    if base.tier_id != request.tier.pk:
+        changes.append(Change("tier", "Tier", base.tier.name, request.tier.name))
+    if new_commit is not None and new_commit.pk != base.model_revision_id:
+        old_sha = base.model_revision.commit_sha[:12]
+        changes.append(Change("model", "Model commit", old_sha, new_commit.commit_sha[:12]))
+    resolved = request.resolved()
+    for name in SERVING_FIELDS:
+        old, new = getattr(base, name), resolved[name]
+        if old != new:
+            label = str(ServingForm.base_fields[name].label or pretty_name(name))
+            changes.append(Change(name, label, _shown(old), _shown(new)))
+    return changes

@@ -14,7 +14,12 @@ urlpatterns = [
         views.RolloutView.as_view(),
         name="deployment-rollout",
     ),
-    # Before the action pattern, which would otherwise take "metrics" as an action.
+    # Before the action pattern, which would otherwise take these as actions.
+    path(
+        prefix + "<int:pk>/revision/",
+        views.DeploymentRevisionView.as_view(),
+        name="deployment-revision",
+    ),
     path(
         prefix + "<int:pk>/metrics/",
         metrics_views.DeploymentMetricsView.as_view(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -21,7 +22,7 @@ from deployments import services
 from deployments.admission import deployment_gpus, tenant_gpus_in_use
 from deployments.capacity import PoolCapacity, pool_capacity
 from deployments.choices import ACTIVE_STATES, RolloutState
-from deployments.forms import DeploymentForm
+from deployments.forms import DeploymentForm, RevisionForm, ServingForm, revision_changes
 from deployments.models import Deployment, Rollout, Tier
 from deployments.serializers import (
     endpoint,
@@ -35,7 +36,7 @@ from portal import kube
 from portal.errors import DomainError, Forbidden
 from portal.views import TenantViewMixin, htmx_partial
 from tenants.choices import Role
-from tenants.models import TenantQuota
+from tenants.models import Tenant, TenantQuota
 from tenants.views import ui_actor
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,79 @@ def _pools() -> tuple[dict[str, PoolCapacity] | None, str]:
     except kube.ClusterUnavailable as error:
         log.warning("node pool capacity unavailable: %s", error.message)
         return None, error.message
+
+
+def serving_checks(tenant: Tenant, form: ServingForm) -> dict[str, Any]:
+    """The live checks of a serving choice, shown by the deploy wizard and the new-revision
+    form alike: blockers, the fit table, valid quantizations, and the review's quota and node
+    pool numbers. A preview only: admission decides when Deploy is pressed."""
+    quota = TenantQuota.objects.get(tenant=tenant)
+    model = form.selected_model()
+    tier = form.selected_tier()
+    context: dict[str, Any] = {
+        "model": model,
+        "tier": tier,
+        "allowed_tiers": quota.allowed_tiers,
+        "quota": quota,
+    }
+    if model is not None and model.current_revision is not None:
+        context["blockers"] = registry.deployment_blockers(model)
+        context["quantizations"] = fit.valid_quantizations(
+            model.current_revision.quantization_method
+        )
+        choice = fit.ServingChoice(
+            quantize=form.raw("quantize") or None,
+            dtype=form.raw("dtype") or None,
+            kv_cache_dtype=form.raw("kv_cache_dtype") or None,
+            max_total_tokens=form.number("max_total_tokens")
+            or (tier.default_max_total_tokens if tier else 4096),
+            concurrent_sequences=1,
+        )
+        try:
+            rows, best = registry.fit_check(model.current_revision, choice)
+        except DomainError as error:
+            context["fit_error"] = error.message
+        else:
+            tiers = {t.slug: t for t in Tier.objects.filter(is_active=True)}
+            context["fit_rows"] = [
+                {
+                    "row": row,
+                    "tier": tiers[row.tier.slug],
+                    "allowed": row.tier.slug in quota.allowed_tiers,
+                    "best": row is best,
+                }
+                for row in rows
+                if row.tier.slug in tiers
+            ]
+    replicas = form.number("replicas") or 1
+    # For a new revision this counts the deployment's live side too: it keeps serving (and
+    # holding its GPUs) beside the new side until promotion, as admission counts it.
+    in_use = tenant_gpus_in_use(tenant)
+    review: dict[str, Any] = {
+        "in_use": in_use,
+        "max_gpus": quota.max_gpus,
+        "replicas": replicas,
+    }
+    if tier is not None:
+        needed = replicas * tier.gpus_per_replica
+        review.update(needed=needed, after=in_use + needed)
+        review["over_quota"] = in_use + needed > quota.max_gpus
+        review["percent"] = min(100, round(100 * (in_use + needed) / max(1, quota.max_gpus)))
+        pools, pool_error = _pools()
+        if pools is None:
+            review["pool_error"] = pool_error
+        else:
+            pool = pools.get(tier.node_pool)
+            review["pool"] = pool
+            fits = pool.replicas_that_fit(tier.gpus_per_replica) if pool else 0
+            review.update(pool_fits=fits, pool_short=fits < replicas)
+    context["review"] = review
+    return context
+
+
+def _apply_refusal(form: forms.Form, error: DomainError) -> None:
+    """Show a refusal on the field it names, or above the form."""
+    form.add_error(error.field if error.field in form.fields else None, error.message)
 
 
 class DeploymentListView(TenantViewMixin, ListView):
@@ -102,73 +176,10 @@ class DeploymentCreateView(TenantViewMixin, TemplateView):
         form = kwargs.get("form") or DeploymentForm(
             initial=self.request.GET.dict(), tenant=self.tenant
         )
+        models = list(form.fields["model"].queryset)  # type: ignore[union-attr]
         context["form"] = form
-        context.update(self.wizard(form))
-        return context
-
-    def wizard(self, form: DeploymentForm) -> dict[str, Any]:
-        """Blockers, the fit table, valid quantizations and the review's numbers."""
-        quota = TenantQuota.objects.get(tenant=self.tenant)
-        models = list(form.fields["model"].queryset)  # type: ignore[attr-defined]
-        model = form.selected_model()
-        tier = form.selected_tier()
-        context: dict[str, Any] = {
-            "models": [(m, registry.deployment_blockers(m)) for m in models],
-            "model": model,
-            "tier": tier,
-            "allowed_tiers": quota.allowed_tiers,
-            "quota": quota,
-        }
-        if model is not None and model.current_revision is not None:
-            context["blockers"] = registry.deployment_blockers(model)
-            context["quantizations"] = fit.valid_quantizations(
-                model.current_revision.quantization_method
-            )
-            choice = fit.ServingChoice(
-                quantize=form.raw("quantize") or None,
-                dtype=form.raw("dtype") or None,
-                kv_cache_dtype=form.raw("kv_cache_dtype") or None,
-                max_total_tokens=form.number("max_total_tokens")
-                or (tier.default_max_total_tokens if tier else 4096),
-                concurrent_sequences=1,
-            )
-            try:
-                rows, best = registry.fit_check(model.current_revision, choice)
-            except DomainError as error:
-                context["fit_error"] = error.message
-            else:
-                tiers = {t.slug: t for t in Tier.objects.filter(is_active=True)}
-                context["fit_rows"] = [
-                    {
-                        "row": row,
-                        "tier": tiers[row.tier.slug],
-                        "allowed": row.tier.slug in quota.allowed_tiers,
-                        "best": row is best,
-                    }
-                    for row in rows
-                    if row.tier.slug in tiers
-                ]
-        replicas = form.number("replicas") or 1
-        in_use = tenant_gpus_in_use(self.tenant)
-        review: dict[str, Any] = {
-            "in_use": in_use,
-            "max_gpus": quota.max_gpus,
-            "replicas": replicas,
-        }
-        if tier is not None:
-            needed = replicas * tier.gpus_per_replica
-            review.update(needed=needed, after=in_use + needed)
-            review["over_quota"] = in_use + needed > quota.max_gpus
-            review["percent"] = min(100, round(100 * (in_use + needed) / max(1, quota.max_gpus)))
-            pools, pool_error = _pools()
-            if pools is None:
-                review["pool_error"] = pool_error
-            else:
-                pool = pools.get(tier.node_pool)
-                review["pool"] = pool
-                fits = pool.replicas_that_fit(tier.gpus_per_replica) if pool else 0
-                review.update(pool_fits=fits, pool_short=fits < replicas)
-        context["review"] = review
+        context["models"] = [(m, registry.deployment_blockers(m)) for m in models]
+        context.update(serving_checks(self.tenant, form))
         return context
 
     def get_template_names(self) -> list[str]:
@@ -189,8 +200,7 @@ class DeploymentCreateView(TenantViewMixin, TemplateView):
             except Forbidden as error:
                 raise PermissionDenied(error.message) from None
             except DomainError as error:
-                field = error.field if error.field in form.fields else None
-                form.add_error(field, error.message)
+                _apply_refusal(form, error)
             else:
                 for warning in warnings:
                     messages.warning(request, warning)
@@ -318,3 +328,87 @@ class DeploymentActionView(DeploymentDetailView):
             context = self.get_context_data(object=deployment, action_error=error.message)
             return self.render_to_response(context, status=422)
         return _redirect(request, detail)
+
+
+class DeploymentRevisionView(TenantViewMixin, DetailView):
+    """A new revision of the deployment, prefilled from the one it starts from.
+
+    GET previews (HTMX on every change: the wizard's checks and a diff against that revision);
+    POST deploys through services.change_deployment, as a PATCH through the API does.
+    """
+
+    model = Deployment
+    template_name = "deployments/deployment_revision.html"
+    context_object_name = "deployment"
+    read_role = Role.MAINTAINER
+    http_method_names = ["get", "post"]
+
+    def get_queryset(self) -> QuerySet[Deployment]:
+        return (
+            super()
+            .get_queryset()
+            .select_related(
+                "tenant",
+                "model__current_revision",
+                "tier",
+                "active_revision__tier",
+                "active_revision__model_revision",
+            )
+        )
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        deployment: Deployment = self.object
+        # Unbound (prefilled) at first; bound to the inputs on each HTMX re-check, so the diff
+        # and the field errors follow what is typed.
+        form = kwargs.get("form") or RevisionForm(self.request.GET or None, deployment=deployment)
+        changes = None
+        if form.is_bound and form.is_valid():
+            changes = revision_changes(form.base, form.serving_request())
+        elif not form.is_bound:
+            changes = []
+        context.update(serving_checks(self.tenant, form))
+        context.update(
+            form=form,
+            base=form.base,
+            changes=changes,
+            running=deployment.rollouts.filter(state__in=ACTIVE_STATES).exists(),
+        )
+        return context
+
+    def get_template_names(self) -> list[str]:
+        suffix = "#revision-form" if htmx_partial(self.request) else ""
+        return [self.template_name + suffix]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.object = deployment = self.get_object()
+        form = RevisionForm(request.POST, deployment=deployment)
+        if form.is_valid():
+            serving = form.serving_request()
+            base = form.base
+            if base is not None and not revision_changes(base, serving):
+                form.add_error(
+                    None,
+                    f"Nothing to deploy: these are the settings of revision {base.number}. "
+                    "Change a field first (the promotion settings belong to a rollout, not to "
+                    "a revision).",
+                )
+            else:
+                try:
+                    revision, _rollout, warnings = services.change_deployment(
+                        ui_actor(request),
+                        deployment,
+                        serving,
+                        promotion=form.promotion_choice(),
+                        pod_annotations=dict(base.pod_annotations) if base else None,
+                    )
+                except DomainError as error:
+                    _apply_refusal(form, error)
+                else:
+                    messages.success(request, f"Revision {revision.number} is rolling out.")
+                    for warning in warnings:
+                        messages.warning(request, warning)
+                    url = reverse("deployment-detail", args=[self.tenant.slug, deployment.pk])
+                    return _redirect(request, url)
+        context = self.get_context_data(form=form)
+        return self.render_to_response(context, status=422)

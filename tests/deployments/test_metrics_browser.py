@@ -15,6 +15,7 @@ import pytest
 from prometheus_api_client import PrometheusConnect
 
 from deployments import cost
+from deployments.models import Deployment
 from tests.deployments.test_cost import scripted  # noqa: F401 - fixture
 from tests.deployments.test_deployments_browser import log_in
 from tests.fixtures.personas import World
@@ -62,8 +63,14 @@ def _metric(deployment: str, query: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def canned_prometheus(monkeypatch: pytest.MonkeyPatch, world: World) -> None:
+def canned_prometheus(
+    monkeypatch: pytest.MonkeyPatch,
+    world: World,
+    scripted: dict[str, Any],  # noqa: F811 - fixture: it makes the "busy" deployment
+) -> None:
     names = ["busy", world.objects["deployment_a"].name]
+    # The page shows deployments that exist, in the colours that are live: both serve blue.
+    Deployment.objects.filter(tenant=world.tenant_a, name__in=names).update(active_colour="blue")
 
     def instant(self: Any, query: str, params: Any = None) -> list[dict[str, Any]]:
         if "gateway" in query or "DCGM" in query:

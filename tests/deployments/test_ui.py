@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 from typing import Any
 
 import pytest
 from django.urls import reverse
+from prometheus_api_client import PrometheusConnect
 
+from deployments import admission, views
+from deployments.capacity import PoolCapacity
 from deployments.choices import RolloutState
-from deployments.models import Deployment
+from deployments.models import Deployment, DeploymentRevision
+from tenants import services as tenant_services
+from tenants.audit import Actor
 from tests.deployments.test_api import a_rollout, acknowledge
 from tests.fixtures.personas import World
 
@@ -268,3 +274,232 @@ def test_tier_admin_shows_live_pool_capacity(world: World, portal_kube: None) ->
     tier = Tier.objects.get(slug="l4")
     page = world.client_for("admin").get(reverse("admin:deployments_tier_change", args=[tier.pk]))
     assert re.search(r"3 nodes \(NVIDIA-L4\): 3 GPUs allocatable", page.content.decode())
+
+
+# --- the new-revision form ------------------------------------------------------------------
+
+
+def revision_url(world: World) -> str:
+    return reverse(
+        "deployment-revision", args=[world.tenant_a.slug, world.objects["deployment_a"].pk]
+    )
+
+
+def serving(world: World) -> Deployment:
+    """Tenant A's deployment with revision 1 serving on blue (a completed first rollout)."""
+    deployment = world.objects["deployment_a"]
+    rollout = a_rollout(deployment, state=RolloutState.COMPLETED)
+    DeploymentRevision.objects.filter(pk=rollout.revision.pk).update(
+        pod_annotations={"team": "search"}
+    )
+    Deployment.objects.filter(pk=deployment.pk).update(
+        active_revision=rollout.revision, active_colour="blue"
+    )
+    deployment.refresh_from_db()
+    return deployment
+
+
+def revision_data(**overrides: Any) -> dict[str, Any]:
+    """The form as revision 1 (see a_rollout) fills it."""
+    return {
+        "tier": "l4",
+        "quantize": "",
+        "dtype": "",
+        "kv_cache_dtype": "",
+        "max_input_tokens": 1024,
+        "max_total_tokens": 2048,
+        "max_batch_prefill_tokens": 1074,
+        "max_concurrent_requests": 128,
+        "replicas": 1,
+        "min_replicas": 1,
+        "max_replicas": 1,
+        "queue_size_target": 4,
+        "promotion": "automatic",
+        "promote_after_seconds": 0,
+    } | overrides
+
+
+def diff(html: str) -> dict[str, tuple[str, str]]:
+    found = re.findall(r'<li data-field="(\w+)">.*?<del>([^<]*)</del> → <ins>([^<]*)</ins>', html)
+    return {field: (old, new) for field, old, new in found}
+
+
+def test_new_revision_form_is_offered_to_writers_only(world: World) -> None:
+    serving(world)
+    page = world.client_for("maintainer_a").get(detail_url(world)).content.decode()
+    assert 'data-testid="new-revision"' in page and f'hx-get="{revision_url(world)}"' in page
+    viewer = world.client_for("viewer_a")
+    assert 'data-testid="new-revision"' not in viewer.get(detail_url(world)).content.decode()
+    assert viewer.get(revision_url(world), **HTMX).status_code == 403
+    assert viewer.post(revision_url(world), revision_data(replicas=2), **HTMX).status_code == 403
+    assert world.client_for("owner_b").get(revision_url(world)).status_code == 404
+    assert DeploymentRevision.objects.filter(deployment=world.objects["deployment_a"]).count() == 1
+
+
+def test_new_revision_form_is_prefilled_from_the_serving_revision(
+    world: World, no_cluster: None
+) -> None:
+    serving(world)
+    response = world.client_for("maintainer_a").get(revision_url(world), **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<div id="revision-form"') and "<html" not in html
+    assert "Prefilled from revision 1, which serves now" in html
+    assert re.search(r'name="max_total_tokens" value="2048"', html)
+    assert re.search(r'name="max_batch_prefill_tokens" value="1074"', html)
+    assert re.search(r'value="l4"\s+checked', html)  # the wizard's fit table picks the tier
+    # The wizard's review: 1 GPU held by the live side, 1 more for the new side.
+    assert '<span class="mono" data-testid="quota-impact">1 + 1 / 8</span>' in html
+    assert "this deployment's live side included" in html
+    assert 'data-testid="no-change"' in html and diff(html) == {}
+
+
+def test_new_revision_diff_follows_the_inputs(world: World, no_cluster: None) -> None:
+    serving(world)
+    changed = revision_data(max_total_tokens=3072, max_batch_prefill_tokens="", replicas=2)
+    changed["max_replicas"] = 2
+    html = world.client_for("maintainer_a").get(revision_url(world), changed, **HTMX)
+    page = html.content.decode()
+    # An emptied prefill limit resolves to TGI's default: input + 50 is 1074, no change.
+    assert diff(page) == {
+        "max_total_tokens": ("2048", "3072"),
+        "replicas": ("1", "2"),
+        "max_replicas": ("1", "2"),
+    }
+    assert '<span class="mono" data-testid="quota-impact">1 + 2 / 8</span>' in page
+    invalid = world.client_for("maintainer_a").get(
+        revision_url(world), revision_data(replicas=0), **HTMX
+    )
+    assert "replicas" in field_errors(invalid.content.decode())
+    assert "Correct the fields marked above" in invalid.content.decode()
+
+
+def test_new_revision_refusals_land_on_their_fields_and_save_nothing(
+    world: World, no_cluster: None
+) -> None:
+    deployment = serving(world)
+    client = world.client_for("maintainer_a")
+    # The model's licence is not acknowledged yet: refused above the form (no model field).
+    response = client.post(revision_url(world), revision_data(replicas=2, max_replicas=2), **HTMX)
+    assert response.status_code == 422
+    assert "acknowledge" in re.search(
+        r'data-testid="form-error">([^<]*)<', response.content.decode()
+    ).group(1)  # type: ignore[union-attr]
+    acknowledge(world)
+    admin = Actor(world.users["admin"], "cli")
+    tenant_services.update_quota(admin, world.tenant_a, {"max_gpus": 2})
+    cases: dict[str, dict[str, Any]] = {
+        "max_input_tokens": {"max_input_tokens": 4096, "max_total_tokens": 4096},
+        "replicas": {"replicas": 2, "max_replicas": 2},  # 1 live + 2 new > 2 GPUs
+        "max_total_tokens": {"max_total_tokens": 20000},  # above the L4 tier's limit
+    }
+    errors = {}
+    for field, overrides in cases.items():
+        response = client.post(revision_url(world), revision_data(**overrides), **HTMX)
+        assert response.status_code == 422, field
+        errors[field] = unescape(field_errors(response.content.decode()).get(field, ""))
+    assert "must be less than max_total_tokens (4096)" in errors["max_input_tokens"]
+    assert errors["replicas"].startswith("needs 3 GPUs (1 old side + 2 new side)")
+    assert "above tier 'l4''s limit" in errors["max_total_tokens"]
+    assert deployment.revisions.count() == 1
+    assert deployment.rollouts.count() == 1
+
+
+def test_new_revision_without_a_change_deploys_nothing(world: World) -> None:
+    deployment = serving(world)
+    response = world.client_for("maintainer_a").post(
+        revision_url(world), revision_data(promotion="manual"), **HTMX
+    )
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Nothing to deploy: these are the settings of revision 1." in html
+    assert deployment.revisions.count() == 1 and deployment.rollouts.count() == 1
+
+
+def test_new_revision_deploys_through_the_apis_service(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment = serving(world)
+    acknowledge(world)
+    pools = {"l4": PoolCapacity("l4", nodes=3, allocatable=3, free_per_node={"a": 1, "b": 1})}
+    monkeypatch.setattr(admission, "pool_capacity", lambda: pools)
+    monkeypatch.setattr(views, "pool_capacity", lambda: pools)
+    client = world.client_for("maintainer_a")
+    data = revision_data(max_total_tokens=3072, promotion="manual")
+    response = client.post(revision_url(world), data, **HTMX)
+    assert response.status_code == 204, response.content
+    assert response["HX-Location"] == detail_url(world)
+    revision = deployment.revisions.get(number=2)
+    assert (revision.max_total_tokens, revision.max_input_tokens) == (3072, 1024)
+    assert revision.pod_annotations == {"team": "search"}  # carried over
+    rollout = deployment.rollouts.get(revision=revision)
+    assert (rollout.colour, rollout.previous_colour, rollout.promotion_mode) == (
+        "green",
+        "blue",
+        "manual",
+    )
+    page = client.get(detail_url(world)).content.decode()
+    assert "Revision 2 is rolling out." in page
+    # A second one while that rollout runs is refused above the form, and saves nothing.
+    again = client.post(revision_url(world), revision_data(max_total_tokens=4096), **HTMX)
+    assert again.status_code == 422
+    assert "already running" in again.content.decode()
+    assert deployment.revisions.count() == 2
+
+
+# --- the tenant metrics page ------------------------------------------------------------------
+
+
+def test_metrics_rows_are_deployments_that_exist_in_colours_that_are_live(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serving(world)  # alpha-chat: blue live
+    idle = Deployment.objects.create(
+        tenant=world.tenant_a,
+        name="idle",
+        model=world.objects["model_a"],
+        tier=world.objects["deployment_a"].tier,
+    )
+    colours = [("alpha-chat", "blue"), ("alpha-chat", "green"), ("deleted-one", "blue")]
+
+    def instant(self: Any, query: str, params: Any = None) -> list[dict[str, Any]]:
+        if "gateway_" in query:
+            return [
+                {"metric": {"deployment": name}, "value": [1.0, "6"]} for name in ("alpha-chat", "")
+            ]
+        return [
+            {
+                "metric": {"inference_portal_deployment": d, "inference_portal_colour": c},
+                "value": [1.0, "1"],
+            }
+            for d, c in colours
+        ]
+
+    def ranged(self: Any, query: str, *args: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "metric": {"inference_portal_deployment": d, "inference_portal_colour": c},
+                "values": [[1.0, "1"], [31.0, "2"]],
+            }
+            for d, c in colours
+        ]
+
+    monkeypatch.setattr(PrometheusConnect, "custom_query", instant)
+    monkeypatch.setattr(PrometheusConnect, "custom_query_range", ranged)
+    client = world.client_for("viewer_a")
+    url = reverse("tenant-metrics", args=[world.tenant_a.slug])
+    html = client.get(url).content.decode()
+    rows = re.findall(r'data-testid="row" data-deployment="([\w-]*)" data-colour="(\w*)"', html)
+    # The deleted deployment and the removed green side are gone; idle says it serves nothing.
+    assert rows == [("alpha-chat", "blue"), ("idle", "")]
+    assert "not in the portal" not in html and "Not serving: no side is live." in html
+    # While a rollout runs both of its sides are live.
+    a_rollout(idle, state=RolloutState.WAITING_READY)
+    colours.append(("idle", "blue"))
+    html = client.get(url).content.decode()
+    rows = re.findall(r'data-testid="row" data-deployment="([\w-]*)" data-colour="(\w*)"', html)
+    assert rows == [("alpha-chat", "blue"), ("idle", "blue")]
+    # Gateway traffic refused before routing has no deployment: labelled, and listed last.
+    gateway = re.findall(r'<tr data-deployment="([\w-]*)"><td>(.*?)</td>', html)
+    assert [name for name, _ in gateway] == ["alpha-chat", ""]
+    assert 'data-testid="not-routed">not routed</span>' in gateway[1][1]

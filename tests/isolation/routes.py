@@ -510,6 +510,28 @@ ROUTES += [
         note="other tenant's deployment",
     ),
     Route("deployment-rollout", "get", UI_READ, rollout_in_a),
+    # The new-revision form, like the wizard, is for those who may deploy; admission refuses
+    # these limits before the cluster (422).
+    Route(
+        "deployment-revision",
+        "get",
+        writes(200, least="maintainer_a", api=False),
+        deployment_in_a,
+    ),
+    Route(
+        "deployment-revision",
+        "post",
+        writes(422, least="maintainer_a", api=False),
+        deployment_in_a,
+        {
+            "tier": "l4",
+            "replicas": 1,
+            "max_concurrent_requests": 128,
+            "queue_size_target": 4,
+            "promotion": "automatic",
+            **BAD_LIMITS,
+        },
+    ),
     # No rollout runs: promote is refused (422 shown in the rollout panel).
     Route(
         "deployment-action",
