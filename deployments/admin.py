@@ -1,4 +1,7 @@
-"""Admin console for platform admins: GPU tiers, with their node pool's live capacity."""
+"""Admin console for platform admins: GPU tiers, with their node pool's live capacity.
+
+Tiers have no service module; AuditedAdmin records each create, update and delete.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from deployments.capacity import PoolCapacity, pool_capacity
 from deployments.models import Tier
 from portal import kube
+from tenants.admin import AuditedAdmin
 
 _request_pools = threading.local()
 
@@ -32,7 +36,7 @@ def _forget_pools() -> None:
 
 
 @admin.register(Tier)
-class TierAdmin(admin.ModelAdmin):
+class TierAdmin(AuditedAdmin):
     list_display = (
         "slug",
         "name",

@@ -1,6 +1,8 @@
 """Admin console for platform admins: tenants, memberships, quotas (with history), tokens, audit.
 
-Every save goes through tenants.services so the audit log and quota history stay complete.
+Every save goes through tenants.services so the audit log and quota history stay complete;
+writes the services do not cover (deletes, tiers, users and groups) are recorded by the audited
+admin mixins below, in the admin's own transaction.
 """
 
 from __future__ import annotations
@@ -8,13 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
+from django.db import models, transaction
 from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from portal.errors import DomainError
-from tenants import services
+from tenants import audit, services
 from tenants.audit import Actor
 from tenants.choices import Channel
 from tenants.models import (
@@ -30,6 +35,65 @@ from tenants.models import (
 
 def admin_actor(request: HttpRequest) -> Actor:
     return Actor(user=request.user, channel=Channel.ADMIN)  # type: ignore[arg-type]
+
+
+def _audit_value(value: Any) -> Any:
+    if isinstance(value, models.Model):
+        return str(value)
+    if isinstance(value, QuerySet | list | tuple):
+        return [_audit_value(item) for item in value]
+    return value
+
+
+def form_changes(form: ModelForm, *, created: bool) -> dict[str, Any]:
+    """{field: [old, new]} of the fields the admin form changed; secrets are never recorded."""
+    changed = [f for f in form.changed_data if "password" not in f]
+    before = {f: None if created else _audit_value(form.initial.get(f)) for f in changed}
+    after = {f: _audit_value(form.cleaned_data.get(f)) for f in changed}
+    changes: dict[str, Any] = audit.diff(before, after)
+    if len(changed) < len(form.changed_data):
+        changes["password"] = "set"  # noqa: S105 - a marker, never the value
+    return changes
+
+
+class AuditedDeleteMixin(admin.ModelAdmin):
+    """Records `<audit_name>.delete` for deletes from the change page and the bulk action."""
+
+    audit_name = ""
+
+    def audit_tenant(self, obj: Any) -> Tenant | None:
+        if isinstance(obj, Tenant):
+            return obj
+        tenant = getattr(obj, "tenant", None)
+        return tenant if isinstance(tenant, Tenant) else None
+
+    def _record(self, request: HttpRequest, verb: str, obj: Any, changes: Any = None) -> None:
+        name = self.audit_name or obj._meta.model_name
+        tenant = self.audit_tenant(obj)
+        audit.record(admin_actor(request), f"{name}.{verb}", obj, tenant=tenant, changes=changes)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        # Recorded first: the event keeps the target's id and name after the row is gone.
+        with transaction.atomic():
+            self._record(request, "delete", obj)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        with transaction.atomic():
+            for obj in queryset:
+                self._record(request, "delete", obj)
+            super().delete_queryset(request, queryset)
+
+
+class AuditedAdmin(AuditedDeleteMixin):
+    """For models without a service: saves record `<audit_name>.create|update` with the diff."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: ModelForm, change: bool) -> None:
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            changes = form_changes(form, created=not change)
+            if changes or not change:
+                self._record(request, "update" if change else "create", obj, changes)
 
 
 class MembershipInlineFormSet(BaseInlineFormSet):
@@ -68,7 +132,7 @@ class QuotaChangeInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(AuditedDeleteMixin):
     list_display = ("name", "slug", "namespace", "max_gpus", "allowed_tiers", "created_at")
     search_fields = ("name", "slug", "namespace", "memberships__user__username")
     list_filter = ("created_at",)
@@ -131,7 +195,8 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(TenantQuota)
-class TenantQuotaAdmin(admin.ModelAdmin):
+class TenantQuotaAdmin(AuditedDeleteMixin):
+    audit_name = "quota"
     list_display = (
         "tenant",
         "max_gpus",
@@ -139,6 +204,7 @@ class TenantQuotaAdmin(admin.ModelAdmin):
         "max_replicas_per_deployment",
         "monthly_gpu_hour_budget",
         "requests_per_minute",
+        "requests_burst",
         "tokens_per_minute",
         "require_max_tokens",
         "max_output_tokens",
@@ -175,7 +241,8 @@ class QuotaChangeAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(AuditedDeleteMixin):
+    audit_name = "api_token"
     list_display = (
         "name",
         "tenant",
@@ -212,15 +279,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(GatewayKey)
-class GatewayKeyAdmin(admin.ModelAdmin):
+class GatewayKeyAdmin(AuditedDeleteMixin):
     """Platform admins see every tenant's gateway keys and can revoke them (an abusive client);
     limits are changed by tenant owners, within the tenant's quota set here in quotas."""
+
+    audit_name = "gateway_key"
 
     list_display = (
         "name",
         "tenant",
         "prefix",
         "requests_per_minute",
+        "requests_burst",
         "tokens_per_minute",
         "status",
         "created_at",
@@ -233,6 +303,7 @@ class GatewayKeyAdmin(admin.ModelAdmin):
         "prefix",
         "deployments",
         "requests_per_minute",
+        "requests_burst",
         "tokens_per_minute",
         "created_by",
         "created_at",
@@ -265,3 +336,27 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# Django's own user and group admins, audited: granting staff or superuser is a platform write.
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedAdmin, UserAdmin):
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
+        with transaction.atomic():
+            response = super().user_change_password(request, id, form_url)
+            # Only a successful POST redirects; a form with errors renders again (200).
+            if request.method == "POST" and response.status_code == 302:
+                user = self.get_object(request, id)
+                self._record(request, "set_password", user, {"password": "set"})
+        return response
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(AuditedAdmin, GroupAdmin):
+    pass

@@ -60,6 +60,8 @@ def worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     from portal.celery import app
 
     hostname = f"{env['CELERY_QUEUE']}@bench"
+    # Benches log under var/ folders that a fresh checkout does not have yet.
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         process = subprocess.Popen(
             [

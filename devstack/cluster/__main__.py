@@ -1,4 +1,4 @@
-"""``python -m devstack.cluster up|down|status|env|build``."""
+"""``python -m devstack.cluster up|down|status|running|env|build``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     down.add_argument(
         "--purge", action="store_true", help="also delete etcd and Prometheus data (fresh cluster)"
     )
-    commands.add_parser("status", help="state of each component")
+    commands.add_parser("status", help="state of each component (exit 3 unless all healthy)")
+    commands.add_parser("running", help="names of this checkout's running components")
     commands.add_parser("env", help="print shell exports: eval $(python -m devstack.cluster env)")
     commands.add_parser("build", help="only build the binaries (no-op when cached)")
     args = parser.parse_args(argv)
@@ -33,9 +34,13 @@ def main(argv: list[str] | None = None) -> int:
             rows = control.status()
             for row in rows:
                 pid = str(row.pid) if row.pid else "-"
-                detail = "" if row.healthy or row.pid is None else f"  {row.detail}"
+                detail = f"  {row.detail}" if row.detail and not row.healthy else ""
                 print(f"{row.name:<24} {row.state:<10} pid {pid:<8}{detail}")
             return 0 if all(r.healthy for r in rows) else 3
+        elif args.command == "running":
+            for row in control.status():
+                if row.pid is not None:
+                    print(row.name)
         elif args.command == "env":
             for key, value in control.cluster_info().env().items():
                 print(f"export {key}={shlex.quote(value)}")

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.ports import env_port
+
 # One pinned Kubernetes release (kwok v0.8.0 supports 1.34-1.36; 1.35.8 is the newest 1.35 patch
 # on the module proxy), the etcd that kubeadm pairs with it, and kwok itself.
 KUBERNETES_VERSION = "v1.35.8"
@@ -21,13 +23,14 @@ PROMETHEUS_MODULE_VERSION = "v0.316.0"
 PROMETHEUS_VERSION = "v3.16.0"
 
 HOST = "127.0.0.1"
-ETCD_CLIENT_PORT = 52379
-ETCD_PEER_PORT = 52380
-APISERVER_PORT = 56443
-CONTROLLER_MANAGER_PORT = 50257
-SCHEDULER_PORT = 50259
-KWOK_PORT = 50247
-PROMETHEUS_PORT = 59090
+# Each overridable only for isolated runs (tests of a second checkout); defaults as in PORTS.md.
+ETCD_CLIENT_PORT = env_port("PORTAL_ETCD_CLIENT_PORT", 52379)
+ETCD_PEER_PORT = env_port("PORTAL_ETCD_PEER_PORT", 52380)
+APISERVER_PORT = env_port("PORTAL_APISERVER_PORT", 56443)
+CONTROLLER_MANAGER_PORT = env_port("PORTAL_CONTROLLER_MANAGER_PORT", 50257)
+SCHEDULER_PORT = env_port("PORTAL_SCHEDULER_PORT", 50259)
+KWOK_PORT = env_port("PORTAL_KWOK_PORT", 50247)
+PROMETHEUS_PORT = env_port("PORTAL_PROMETHEUS_PORT", 59090)
 PORTAL_WEB_PORT = 8000
 GATEWAY_PORT = 8080
 

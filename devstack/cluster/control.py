@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.ports import PortOwner
+
 from . import build, config, nodes, pki, prometheus, stages
 from .processes import (
     HealthProbe,
@@ -20,6 +22,7 @@ from .processes import (
     ensure_running,
     file_lock,
     find_processes,
+    foreign_owner,
     insecure_tls,
     running_pid,
     stop,
@@ -38,6 +41,17 @@ COMPONENT_ORDER = (
     "prometheus",
     "kubelet",
 )
+
+
+# The loopback ports each component listens on (the kubelet listens on none).
+PORTS = {
+    "etcd": (config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT),
+    "kube-apiserver": (config.APISERVER_PORT,),
+    "kube-controller-manager": (config.CONTROLLER_MANAGER_PORT,),
+    "kube-scheduler": (config.SCHEDULER_PORT,),
+    "kwok": (config.KWOK_PORT,),
+    "prometheus": (config.PROMETHEUS_PORT,),
+}
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,7 @@ def component_specs(layout: config.Layout) -> dict[str, ProcessSpec]:
     peer_url = f"http://{host}:{config.ETCD_PEER_PORT}"
 
     def spec(name: str, argv: list[str], probes: list[HealthProbe], **kw: object) -> ProcessSpec:
+        kw.setdefault("ports", PORTS.get(name, ()))
         return ProcessSpec(
             name=name,
             argv=argv,
@@ -329,12 +344,23 @@ def ensure_up(layout: config.Layout | None = None) -> ClusterInfo:
 
 
 def _is_our_process(layout: config.Layout, argv: list[str]) -> bool:
-    """Recognises component processes even without pid files (crashed `up`, deleted var/)."""
+    """Recognises component processes even without pid files (crashed `up`, deleted var/).
+
+    The binaries live in the per-user cache that every checkout shares, so a process is ours only
+    if its command line names this layout (each component gets data, PKI or kubeconfig paths
+    under it); another checkout's cluster is never taken for a stray of ours.
+    """
     binaries = {_bin(name) for target in build.TARGETS for name in target.binaries}
-    if argv[0] in binaries:
-        return True
     joined = " ".join(argv)
+    if argv[0] in binaries:
+        return str(layout.root) in joined
     return KUBELET_MODULE in joined and str(layout.kubeconfig) in joined
+
+
+def _other_kubelets(layout: config.Layout) -> list[int]:
+    return find_processes(
+        lambda argv: KUBELET_MODULE in " ".join(argv) and not _is_our_process(layout, argv)
+    )
 
 
 def _teardown_kubelet_network() -> None:
@@ -359,7 +385,12 @@ def down(layout: config.Layout | None = None, *, purge: bool = False) -> list[st
         spec = specs.get(name) or _pid_only_spec(layout, name)
         if stop(spec, grace=15.0 if name == "kubelet" else 10.0):
             stopped.append(name)
-    _teardown_kubelet_network()
+    # Pod namespaces are machine-wide (ipsim-*): leave them to a kubelet of another checkout.
+    others = _other_kubelets(layout)
+    if others:
+        _log(f"pod network left in place: another checkout's kubelet runs (pids {others})")
+    else:
+        _teardown_kubelet_network()
     strays = find_processes(lambda argv: _is_our_process(layout, argv))
     for pid in strays:
         terminate(pid, grace=5.0)
@@ -390,11 +421,13 @@ class ComponentStatus:
     pid: int | None
     healthy: bool
     detail: str
+    # Set when our component is not running but its port is held by another process.
+    foreign: PortOwner | None = None
 
     @property
     def state(self) -> str:
         if self.pid is None:
-            return "stopped"
+            return "foreign" if self.foreign else "stopped"
         return "healthy" if self.healthy else "unhealthy"
 
 
@@ -404,7 +437,13 @@ def status(layout: config.Layout | None = None) -> list[ComponentStatus]:
     result = []
     for name, spec in specs.items():
         pid = running_pid(spec)
-        healthy, detail = check_health(spec) if pid is not None else (False, "")
+        if pid is None:
+            # Never probe a port we do not own: another checkout's healthy apiserver is not ours.
+            owner = foreign_owner(spec)
+            detail = f"{owner.describe()}; not this checkout's {name}" if owner else ""
+            result.append(ComponentStatus(name, None, False, detail, owner))
+            continue
+        healthy, detail = check_health(spec)
         result.append(ComponentStatus(name, pid, healthy, detail))
     return result
 

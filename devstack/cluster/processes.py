@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from devstack.ports import PortOwner, port_owner
+
 # Popen handles of processes started by this interpreter, so exited children can be reaped
 # (otherwise they linger as zombies and would look alive to a /proc check).
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -68,6 +70,8 @@ class ProcessSpec:
     min_uptime: float = 0.0
     # Optional components (the simulated kubelet) only warn when they fail to start.
     required: bool = True
+    # Loopback ports it listens on: held while we run nothing means someone else holds them.
+    ports: Sequence[int] = ()
 
     def __post_init__(self) -> None:
         if not self.identity:
@@ -118,6 +122,27 @@ def running_pid(spec: ProcessSpec) -> int | None:
         spec.pid_file.write_text(f"{adopted[0]}\n")
         return adopted[0]
     return None
+
+
+def foreign_owner(spec: ProcessSpec) -> PortOwner | None:
+    """Whoever holds one of the component's ports while no process of ours runs, else None.
+
+    Call only when running_pid(spec) is None: then any listener is not ours (another checkout's
+    cluster, a stray process), and probing it would take it for our component.
+    """
+    for port in spec.ports:
+        owner = port_owner(port)
+        if owner is not None:
+            return owner
+    return None
+
+
+def foreign_port_error(spec: ProcessSpec, owner: PortOwner) -> RuntimeError:
+    return RuntimeError(
+        f"{spec.name}: {owner.describe()}. That is not this checkout's {spec.name} "
+        f"(pid file {spec.pid_file}), so it is not used. Stop it (in its own checkout: "
+        "./dev cluster down) or free the port, then retry."
+    )
 
 
 def check_health(spec: ProcessSpec) -> tuple[bool, str]:
@@ -186,6 +211,9 @@ def ensure_running(spec: ProcessSpec) -> tuple[int, bool]:
         # Possibly still starting (e.g. a concurrent `up`): give it the normal startup window.
         wait_healthy(spec, pid, just_started=False)
         return pid, False
+    owner = foreign_owner(spec)
+    if owner is not None:
+        raise foreign_port_error(spec, owner)
     pid = start(spec)
     wait_healthy(spec, pid)
     return pid, True
