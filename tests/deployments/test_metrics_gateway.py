@@ -52,7 +52,8 @@ def _by_deployment(page: str) -> dict[str, tuple[float, float]]:
     return {
         name: (float(requests), float(tokens.replace(",", "")))
         for name, requests, tokens in re.findall(
-            r'<tr><td>([^<]+)</td><td class="num">([\d.]+)</td><td class="num">([\d,]+)</td></tr>',
+            r'<tr[^>]*><td>([^<]+)</td><td class="num">([\d.]+)</td>'
+            r'<td class="num">([\d,]+)</td></tr>',
             section,
         )
     }
