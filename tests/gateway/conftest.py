@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from django.conf import settings
 
 from deployments.models import Deployment
@@ -163,3 +164,15 @@ def served(fleet: Fleet) -> Served:  # noqa: F811 - the re-exported fixture
     owner = Actor(fleet.world.users["owner_a"], "api")
     issued = tenant_services.create_gateway_key(owner, fleet.tenant, name="default")
     return Served(fleet=fleet, deployment=deployment, key=issued.plaintext, key_id=issued.key.id)
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A fresh rate-limiter key prefix; its Redis keys are deleted afterwards."""
+    name = f"rltest-{uuid.uuid4().hex}"
+    yield name
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(f"{name}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

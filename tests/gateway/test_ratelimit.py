@@ -12,13 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-import redis
 
 from gateway import ratelimit
 from gateway.ratelimit import (
@@ -54,17 +51,6 @@ async def main(url, prefix, limits, tokens, attempts):
 url, prefix, limits, tokens, attempts = json.loads(sys.argv[1])
 asyncio.run(main(url, prefix, Limits(**limits), tokens, attempts))
 """
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = f"rltest-{uuid.uuid4().hex}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{name}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 async def _reserve_many(

@@ -14,8 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,17 +27,6 @@ from gateway.ratelimit import Decision, LimitName, Limits, RateLimiter, redis_cl
 REDIS_URL = "redis://127.0.0.1:56379/0"
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = f"rltest-{uuid.uuid4().hex}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{name}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _run(scenario: Callable[[Redis], Awaitable[T]]) -> T:
