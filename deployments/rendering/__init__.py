@@ -6,7 +6,6 @@ and a separate module applies the manifests. Same input, byte-identical output.
 """
 
 from deployments.rendering.bundle import ObjectKey, object_key, render_all
-from deployments.rendering.engines import TGI_ENGINE, InferenceEngine, TGIEngine
 from deployments.rendering.errors import SpecError
 from deployments.rendering.meta import (
     colour_labels,
@@ -48,15 +47,12 @@ from deployments.rendering.weights import (
 
 __all__ = [
     "COLOURS",
-    "TGI_ENGINE",
     "Colour",
-    "InferenceEngine",
     "ModelRevisionSpec",
     "ObjectKey",
     "OwnerRef",
     "ServingSpec",
     "SpecError",
-    "TGIEngine",
     "TenantSpec",
     "TierSpec",
     "active_service_name",

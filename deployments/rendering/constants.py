@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from engines.base import HF_TOKEN_SECRET_KEY, HUB_CACHE_PATH
+
+__all__ = ["HF_TOKEN_SECRET_KEY"]  # re-exported for the renderers
+
 MANAGED_BY: Final = "inference-portal"
 PART_OF: Final = "inference-portal"
 
@@ -69,12 +73,12 @@ PREVIEW_SUFFIX: Final = "-preview"
 DNS1123_LABEL_MAX: Final = 63
 LABEL_VALUE_MAX: Final = 63
 
-# The secret key holding a tenant's Hugging Face token.
-HF_TOKEN_SECRET_KEY: Final = "token"  # noqa: S105 - a key name, not a secret
+# The secret key holding a tenant's Hugging Face token (HF_TOKEN_SECRET_KEY) and the weights
+# mount path are the engines' contract, re-exported here for the renderers.
 
 # Weights cache volume
 WEIGHTS_VOLUME: Final = "weights"
-WEIGHTS_MOUNT_PATH: Final = "/data"
+WEIGHTS_MOUNT_PATH: Final = HUB_CACHE_PATH
 WEIGHTS_HEADROOM_NUMERATOR: Final = 6  # request = size x 1.2, rounded up to whole GiB
 WEIGHTS_HEADROOM_DENOMINATOR: Final = 5
 GIB: Final = 1024**3

@@ -1,11 +1,7 @@
-"""The renderers' one error type."""
+"""The renderers' one error type (owned by ``engines``, which refuses settings too)."""
 
 from __future__ import annotations
 
+from engines.errors import SpecError
 
-class SpecError(ValueError):
-    """A spec that cannot be rendered into valid manifests; `field` names the culprit."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+__all__ = ["SpecError"]

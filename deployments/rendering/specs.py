@@ -15,11 +15,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from deployments.rendering.constants import DNS1123_LABEL_MAX, LABEL_VALUE_MAX
-from deployments.rendering.engines import TGI_ENGINE
 from deployments.rendering.errors import SpecError
+from engines.registry import DEFAULT_ENGINE, ENGINES
 
 if TYPE_CHECKING:
-    from deployments.rendering.engines import InferenceEngine
+    from engines.base import InferenceEngine
 
 Colour = Literal["blue", "green"]
 COLOURS: tuple[Colour, ...] = get_args(Colour)
@@ -217,7 +217,7 @@ class ServingSpec:
     queue_size_target: int | float = 4
     hf_token_secret_name: str | None = None
     owner: OwnerRef | None = None
-    engine: InferenceEngine = field(default=TGI_ENGINE)
+    engine: InferenceEngine = field(default=ENGINES[DEFAULT_ENGINE])
 
     def __post_init__(self) -> None:
         _dns_label("deployment_name", self.deployment_name)

@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from deployments.rendering import constants as c
-from deployments.rendering.engines import hf_token_env
 from deployments.rendering.meta import bounded_name, metadata, model_annotations, model_labels
 from deployments.rendering.specs import ServingSpec
+from engines.base import hf_token_env
 
 ReadWriteOnce = "ReadWriteOnce"
 

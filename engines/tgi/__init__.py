@@ -1,72 +1,15 @@
-"""Inference engines: the engine-specific half of a serving pod.
-
-TGI has been in maintenance mode since December 2025, so everything that would differ for
-another OpenAI-compatible server (vLLM, SGLang) — command-line flags, environment, port,
-health and metrics paths, the queue metric the autoscaler reads — sits behind
-``InferenceEngine``. The renderers only ask the engine; adding an engine means one class here
-and a value for ``ServingSpec.engine``.
-"""
+"""Hugging Face text-generation-inference (TGI 3.3, maintenance mode since December 2025)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from deployments.rendering.constants import HF_TOKEN_SECRET_KEY, WEIGHTS_MOUNT_PATH
-from deployments.rendering.errors import SpecError
+from engines.base import HUB_CACHE_PATH, hf_token_env
+from engines.errors import SpecError
 
 if TYPE_CHECKING:
     from deployments.rendering.specs import ServingSpec
-
-
-class InferenceEngine(Protocol):
-    """What the renderers need to know about an inference server image."""
-
-    @property
-    def name(self) -> str:
-        """Short id, the value of the ``inference.backend`` label (e.g. "tgi")."""
-        ...
-
-    @property
-    def app_name(self) -> str:
-        """The ``app.kubernetes.io/name`` of the serving pods."""
-        ...
-
-    @property
-    def container_name(self) -> str: ...
-
-    @property
-    def port(self) -> int:
-        """The one HTTP port serving the API, /health and /metrics."""
-        ...
-
-    @property
-    def health_path(self) -> str: ...
-
-    @property
-    def metrics_path(self) -> str: ...
-
-    @property
-    def queue_size_metric(self) -> str:
-        """Per-pod gauge of requests waiting for a batch slot (the autoscaling signal)."""
-        ...
-
-    @property
-    def graceful_shutdown_seconds(self) -> int:
-        """How long the server drains in-flight requests after SIGTERM."""
-        ...
-
-    def validate(self, spec: ServingSpec) -> None:
-        """Raise SpecError for settings this engine refuses at start-up."""
-        ...
-
-    def args(self, spec: ServingSpec) -> list[str]:
-        """Container args (the image's entrypoint is kept)."""
-        ...
-
-    def env(self, spec: ServingSpec) -> list[dict[str, Any]]:
-        """Container environment, in a stable order."""
-        ...
 
 
 TGI_QUANTIZE_VALUES = frozenset(
@@ -87,25 +30,12 @@ TGI_DTYPE_VALUES = frozenset({"float16", "bfloat16"})
 TGI_KV_CACHE_DTYPE_VALUES = frozenset({"fp8_e4m3fn", "fp8_e5m2"})
 
 
-def hf_token_env(secret_name: str | None) -> list[dict[str, Any]]:
-    """HF_TOKEN from the tenant's Secret; optional so public models start without one."""
-    if secret_name is None:
-        return []
-    return [
-        {
-            "name": "HF_TOKEN",
-            "valueFrom": {
-                "secretKeyRef": {"name": secret_name, "key": HF_TOKEN_SECRET_KEY, "optional": True}
-            },
-        }
-    ]
-
-
 @dataclass(frozen=True)
 class TGIEngine:
     """Hugging Face text-generation-inference (launcher flags as in TGI 3.3)."""
 
     name: str = "tgi"
+    label: str = "Text Generation Inference"
     app_name: str = "text-generation-inference"
     container_name: str = "tgi"
     port: int = 80
@@ -113,7 +43,7 @@ class TGIEngine:
     metrics_path: str = "/metrics"
     queue_size_metric: str = "tgi_queue_size"
     graceful_shutdown_seconds: int = 90  # --graceful-termination-timeout default
-    hub_cache_path: str = WEIGHTS_MOUNT_PATH
+    hub_cache_path: str = HUB_CACHE_PATH
 
     def validate(self, spec: ServingSpec) -> None:
         if spec.quantize is not None and spec.quantize not in TGI_QUANTIZE_VALUES:
