@@ -8,11 +8,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
 from deployments.capacity import PoolCapacity, pool_capacity
 from deployments.models import Tier
+from engines import ENGINES
 from portal import kube
 from tenants.admin import AuditedAdmin
 
@@ -35,8 +37,30 @@ def _forget_pools() -> None:
         del _request_pools.value
 
 
+class TierForm(forms.ModelForm):
+    class Meta:
+        model = Tier
+        fields = "__all__"  # noqa: DJ007 - the fieldsets below choose what is shown
+
+    def clean_engine_images(self) -> dict[str, str]:
+        """Only engines of the registry, each with an image reference (``name:tag``)."""
+        images = self.cleaned_data.get("engine_images")
+        if not isinstance(images, dict) or not images:
+            raise forms.ValidationError(
+                'name at least one engine and its image, e.g. {"vllm": "vllm/vllm-openai:v0.11.0"}'
+            )
+        known = ", ".join(ENGINES)
+        for name, image in images.items():
+            if name not in ENGINES:
+                raise forms.ValidationError(f"unknown engine '{name}' (known: {known})")
+            if not isinstance(image, str) or not image or any(c.isspace() for c in image):
+                raise forms.ValidationError(f"the image of '{name}' must be an image reference")
+        return images
+
+
 @admin.register(Tier)
 class TierAdmin(AuditedAdmin):
+    form = TierForm
     list_display = (
         "slug",
         "name",
@@ -72,7 +96,7 @@ class TierAdmin(AuditedAdmin):
         ),
         (
             "Serving",
-            {"fields": ("tgi_image", "default_max_total_tokens", "max_total_tokens_limit")},
+            {"fields": ("engine_images", "default_max_total_tokens", "max_total_tokens_limit")},
         ),
         ("Price", {"fields": ("price_per_gpu_hour",)}),
     )

@@ -10,7 +10,12 @@ from typing import Any
 
 from deployments.capacity import pool_capacity
 from deployments.choices import ACTIVE_STATES
-from deployments.models import Deployment, Rollout, Tier
+from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
+from deployments.rendering import ServingSpec
+from deployments.rendering.specs import check_pod_annotations
+from deployments.specs import serving_spec
+from engines import DEFAULT_ENGINE
+from engines.errors import SpecError
 from models_registry import fit
 from models_registry import services as registry
 from models_registry.models import RegisteredModel
@@ -28,6 +33,7 @@ class ServingRequest:
 
     model: RegisteredModel
     tier: Tier
+    engine: str = DEFAULT_ENGINE
     quantize: str = ""
     dtype: str = ""
     kv_cache_dtype: str = ""
@@ -40,6 +46,7 @@ class ServingRequest:
     max_replicas: int | None = None
     autoscaling: bool = False
     queue_size_target: int = 4
+    pod_annotations: dict[str, str] = field(default_factory=dict)
 
     def resolved(self) -> dict[str, Any]:
         """The concrete revision fields, defaults filled in the way TGI's launcher does."""
@@ -53,6 +60,8 @@ class ServingRequest:
         minimum = self.min_replicas or self.replicas
         maximum = self.max_replicas or max(self.replicas, minimum)
         return {
+            "engine": self.engine,
+            "image": self.tier.image_for(self.engine) or "",
             "quantize": self.quantize,
             "dtype": self.dtype,
             "kv_cache_dtype": self.kv_cache_dtype,
@@ -65,12 +74,14 @@ class ServingRequest:
             "max_replicas": maximum,
             "autoscaling": self.autoscaling,
             "queue_size_target": self.queue_size_target,
+            "pod_annotations": self.pod_annotations,
         }
 
 
 @dataclass
 class Admission:
     values: dict[str, Any]
+    spec: ServingSpec | None = None
     warnings: list[str] = field(default_factory=list)
     gpus_needed: int = 0
     pool_free_gpus: int = 0
@@ -105,10 +116,53 @@ def tenant_gpus_in_use(tenant: Tenant, exclude: Deployment | None = None) -> int
     return sum(deployment_gpus(d) for d in deployments)
 
 
-def admit(tenant: Tenant, request: ServingRequest, deployment: Deployment | None) -> Admission:
-    """Check a revision for `deployment` (None: a new deployment) and return what to create."""
+# Where a renderer's or engine's refusal points in the request (the spec's own name otherwise).
+_SPEC_FIELDS = {"tier.image": "engine", "extra_pod_annotations": "pod_annotations"}
+
+
+def complete_spec(
+    tenant: Tenant,
+    request: ServingRequest,
+    values: dict[str, Any],
+    deployment: Deployment | None,
+    name: str,
+) -> ServingSpec:
+    """The ServingSpec the revision will render to, built from the row that is not saved yet,
+    so the engine's and the renderers' refusals become field errors before anything is stored."""
+    revision = DeploymentRevision(
+        deployment=deployment or Deployment(tenant=tenant, name=name),
+        number=1 + (deployment.revisions.count() if deployment is not None else 0),
+        model_revision=request.model.current_revision,
+        tier=request.tier,
+        **values,
+    )
+    try:
+        return serving_spec(revision)
+    except SpecError as error:
+        raise _spec_refusal(error) from None
+
+
+def _spec_refusal(error: SpecError) -> AdmissionRefused:
+    field_name = _SPEC_FIELDS.get(error.field, error.field)
+    return _refuse(field_name, str(error).removeprefix(f"{error.field}: "))
+
+
+def admit(
+    tenant: Tenant,
+    request: ServingRequest,
+    deployment: Deployment | None,
+    *,
+    name: str | None = None,
+) -> Admission:
+    """Check a revision for `deployment` (None: a new deployment called `name`) and return
+    what to create, with the complete spec it renders to."""
     values = request.resolved()
     warnings: list[str] = []
+    try:
+        # The request's own shape first, before anything about the tenant's world.
+        check_pod_annotations(request.pod_annotations)
+    except SpecError as error:
+        raise _spec_refusal(error) from None
     model, tier = request.model, request.tier
     revision = model.current_revision
     if model.tenant_id != tenant.pk:
@@ -124,6 +178,12 @@ def admit(tenant: Tenant, request: ServingRequest, deployment: Deployment | None
         allowed = ", ".join(quota.allowed_tiers) or "none"
         raise _refuse(
             "tier", f"tier '{tier.slug}' is not allowed for this tenant (allowed: {allowed})"
+        )
+    if not values["image"]:
+        offered = ", ".join(tier.offered_engines()) or "none"
+        raise _refuse(
+            "engine",
+            f"tier '{tier.slug}' does not offer the engine '{request.engine}' (offered: {offered})",
         )
 
     max_input, total = values["max_input_tokens"], values["max_total_tokens"]
@@ -170,6 +230,7 @@ def admit(tenant: Tenant, request: ServingRequest, deployment: Deployment | None
         )
 
     choice = fit.ServingChoice(
+        engine=values["engine"],
         quantize=values["quantize"] or None,
         dtype=values["dtype"] or None,
         kv_cache_dtype=values["kv_cache_dtype"] or None,
@@ -221,8 +282,12 @@ def admit(tenant: Tenant, request: ServingRequest, deployment: Deployment | None
             f"replicas of {tier.gpus_per_replica} GPUs) but the new side needs "
             f"{values['replicas']} replicas",
         )
+    spec = complete_spec(
+        tenant, request, values, deployment, name or (deployment.name if deployment else "new")
+    )
     return Admission(
         values=values,
+        spec=spec,
         warnings=warnings,
         gpus_needed=new_side,
         pool_free_gpus=pool.free,

@@ -10,9 +10,9 @@ The guardrails are data (``GUARDRAILS``). The same definitions serve twice:
   time (the rule's ``for``). A guardrail fires when every point of the hold is above the
   tier's threshold, and is pending when only the latest is.
 
-Series come from the ``tgi-pods`` scrape job (see deployments/metrics.py): the pod labels after
-labelmap carry tenant, deployment, colour and tier. Nothing here is enforced: these are soft
-guardrails with remedies, not admission checks.
+Series come from the serving pods' scrape (see deployments/metrics.py): the pod labels after
+labelmap carry tenant, deployment, colour, tier and engine (``inference_backend``). Nothing
+here is enforced: these are soft guardrails with remedies, not admission checks.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from django.conf import settings
 
 from deployments import metrics
 from deployments.models import Tier
+from engines import ENGINES
+from engines.promql import NotReported
 
 LABELS = (
     "namespace",
@@ -51,21 +53,48 @@ _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 class Guardrail:
     """One alert: a value per deployment and colour, a per-tier threshold, a hold, remedies.
 
-    ``expr`` is a PromQL template with ``{sel}`` (series selector without braces) and ``{by}``.
+    The expression is each engine's (``engines/<name>``: ``metrics.alerts[alert]``), a PromQL
+    template with ``{sel}`` and ``{by}``; the guardrail's query is their union, each over its own
+    engine's series. Engines that cannot report a guardrail are left out of it (``not_reported``
+    says which and why).
     """
 
     alert: str
     title: str
     unit: str
-    expr: str
     hold: timedelta
     threshold: Callable[[Tier], float]
     summary: str
     description: str
     remedies: tuple[str, ...]
 
+    def _parts(self) -> list[tuple[str, str, str]]:
+        parts = []
+        for engine in ENGINES.values():
+            expr = engine.metrics.alerts.get(self.alert)
+            if isinstance(expr, str):
+                parts.append((engine.name, expr, engine.metrics.selector()))
+        return parts
+
     def query(self, selector: str) -> str:
-        return self.expr.format(sel=selector, by=", ".join(LABELS))
+        """The union over engines; ``selector`` holds the matchers besides the engine's own."""
+        by = ", ".join(LABELS)
+        queries = []
+        for _name, expr, own in self._parts():
+            sel = f"{selector}, {own}" if selector else own
+            queries.append(expr.format(sel=sel, by=by))
+        if len(queries) == 1:
+            return queries[0]
+        return " or ".join(f"({query})" for query in queries)
+
+    @property
+    def not_reported(self) -> dict[str, str]:
+        """Engine label -> why it cannot report this guardrail."""
+        return {
+            engine.label: expr.why
+            for engine in ENGINES.values()
+            if isinstance(expr := engine.metrics.alerts.get(self.alert), NotReported)
+        }
 
     @property
     def hold_text(self) -> str:
@@ -77,12 +106,6 @@ def _duration(value: timedelta) -> str:
     return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
 
 
-def _p95(histogram: str, extra: str = "") -> str:
-    # The p95 over 5 minutes the recording rules keep per deployment and colour
-    # (deploy/prometheus/inference-recording-rules.yml): a lookup, not a pass over raw buckets.
-    return metrics.recorded_quantile(histogram, 0.95, extra, window="5m")
-
-
 REMEDY_REPLICAS = "Add replicas (or raise max replicas so the autoscaler can)."
 REMEDY_POOL = "Move the deployment to a dedicated GPU pool so it does not share capacity."
 REMEDY_MAX_INPUT = "Lower max input tokens so prefill batches are shorter."
@@ -90,44 +113,39 @@ REMEDY_QUANTIZE = "Serve a quantized model (AWQ/GPTQ, fp8) for faster prefill an
 
 GUARDRAILS: tuple[Guardrail, ...] = (
     Guardrail(
-        alert="TGIQueueDepthHigh",
+        alert="QueueDepthHigh",
         title="Queue depth high",
         unit="requests per replica",
-        expr="avg by ({by}) (tgi_queue_size{{{sel}}})",
         hold=timedelta(minutes=2),
         threshold=lambda tier: float(tier.queue_depth_alert),
         summary="{{ $labels.inference_portal_deployment }} ({{ $labels.inference_portal_colour }})"
         ' in {{ $labels.namespace }} has {{ $value | printf "%.0f" }} requests queued per replica',
-        description="The average TGI queue per replica stayed above the tier's threshold for the"
+        description="The average queue per replica stayed above the tier's threshold for the"
         " hold time; requests wait before any work starts.",
         remedies=(REMEDY_REPLICAS, REMEDY_POOL),
     ),
     Guardrail(
-        alert="TGITimeToFirstTokenHigh",
+        alert="TimeToFirstTokenHigh",
         title="p95 time to first token high",
         unit="s",
-        expr=_p95("tgi_request_queue_duration")
-        + " + "
-        + _p95("tgi_batch_inference_duration", ', method="prefill"'),
         hold=timedelta(minutes=5),
         threshold=lambda tier: float(tier.ttft_p95_alert_seconds),
         summary="{{ $labels.inference_portal_deployment }} ({{ $labels.inference_portal_colour }})"
         " in {{ $labels.namespace }}: p95 time to first token {{ $value | humanizeDuration }}",
-        description="p95 queue time plus p95 prefill time (TGI's stand-in for time to first"
-        " token) stayed above the tier's threshold for the hold time.",
+        description="p95 time to first token (vLLM's and SGLang's own histogram; for TGI, which"
+        " has none, p95 queue time plus p95 prefill time) stayed above the tier's threshold for"
+        " the hold time.",
         remedies=(REMEDY_REPLICAS, REMEDY_MAX_INPUT, REMEDY_POOL, REMEDY_QUANTIZE),
     ),
     Guardrail(
-        alert="TGIErrorRatioHigh",
+        alert="ErrorRatioHigh",
         title="Error ratio high",
         unit="ratio",
-        expr="sum by ({by}) (rate(tgi_request_failure{{{sel}}}[5m])) / sum by ({by}) "
-        '(rate({{__name__=~"tgi_request_success|tgi_request_failure", {sel}}}[5m]))',
         hold=timedelta(minutes=5),
         threshold=lambda tier: ERROR_RATIO_THRESHOLD,
         summary="{{ $labels.inference_portal_deployment }} ({{ $labels.inference_portal_colour }})"
         " in {{ $labels.namespace }} fails {{ $value | humanizePercentage }} of requests",
-        description="More than 5% of requests failed over 5 minutes (tgi_request_failure by err"
+        description="More than 5% of requests failed over 5 minutes (the failure counter by err"
         " shows which kind: overloaded, validation, generation, ...).",
         remedies=(
             "Overloaded errors: add replicas or use a dedicated GPU pool.",
@@ -152,7 +170,7 @@ def render_rules(tiers: Iterable[Tier]) -> dict[str, Any]:
     rules: list[dict[str, Any]] = []
     for guardrail in GUARDRAILS:
         for tier in sorted(tiers, key=lambda t: t.slug):
-            selector = f'inference_backend="tgi", {TIER_LABEL}="{tier.slug}"'
+            selector = f'{TIER_LABEL}="{tier.slug}"'
             threshold = guardrail.threshold(tier)
             rules.append(
                 {
@@ -172,12 +190,13 @@ def render_rules(tiers: Iterable[Tier]) -> dict[str, Any]:
 
 
 RULES_HEADER = """\
-# Soft guardrails for TGI deployments served by the inference portal.
+# Soft guardrails for the deployments served by the inference portal (every engine).
 # GENERATED by `manage.py export_guardrail_rules` from deployments/alerts.py and the tiers'
 # thresholds (Tier.queue_depth_alert, Tier.ttft_p95_alert_seconds); do not edit by hand.
-# Series come from the tgi-pods scrape job; TGI counters carry no `_total` suffix, and time to
-# first token is p95 queue time plus p95 prefill time (TGI's own dashboard does the same), read
-# from the 5-minute p95s recorded by inference-recording-rules.yml: load both files.
+# Each rule is the union of the engines' own expressions (engines/<name>/metrics.py), each over
+# its engine's series (inference_backend label). TGI has no time-to-first-token histogram: its
+# part is p95 queue time plus p95 prefill time, read from the 5-minute p95s recorded by
+# inference-recording-rules.yml: load both files.
 """
 
 
@@ -222,7 +241,7 @@ def evaluate(namespace: str, *, end: datetime | None = None) -> list[Alert]:
         raise ValueError(f"{namespace!r} is not a Kubernetes namespace name")
     tiers = {tier.slug: tier for tier in Tier.objects.all()}
     end = end or datetime.now().astimezone()
-    selector = f'namespace="{namespace}", inference_backend="tgi"'
+    selector = f'namespace="{namespace}"'
     holds = [hold_for(guardrail) for guardrail in GUARDRAILS]
     steps = [max(1, int(hold.total_seconds() // POINTS_PER_HOLD)) for hold in holds]
     answers = metrics.query_all(

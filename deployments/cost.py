@@ -1,12 +1,12 @@
 """What a tenant's GPUs cost, against what the same tokens would cost on a cloud API.
 
-Self-managed TGI is metered by GPU-hours: a replica costs its tier's price per GPU-hour whether
+Self-managed serving is metered by GPU-hours: a replica costs its tier's price per GPU-hour whether
 it serves one request or thousands. The history is ``ReplicaChange`` rows (one per change of a
 colour's replica count, written by ``record_replicas``; ``sample_replicas`` observes the
 cluster for the Celery beat task, so autoscaler changes count too). GPU-hours integrate that
-step function over the window; tokens served come from TGI's own counters in Prometheus
-(``tgi_request_input_length_sum`` and ``tgi_request_generated_tokens_sum``), so the figures
-hold without the gateway.
+step function over the window; tokens served come from the engines' own counters in
+Prometheus (each engine names them: ``input_tokens_counter``/``output_tokens_counter`` in
+engines/<name>/metrics.py), so the figures hold without the gateway.
 
 Idle time is not hidden: GPU-hours are paid for the whole window, so a deployment used now and
 then has a high cost per million tokens and shows as dearer than the API. ``active_hours``
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -34,6 +34,8 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from deployments import metrics
 from deployments.models import Deployment, ReplicaChange, Tier
 from deployments.rendering import constants as c
+from engines import ENGINES
+from engines.promql import BACKEND_LABEL, EngineMetrics
 from portal import kube
 from portal.errors import DomainError
 from tenants.models import Tenant
@@ -299,14 +301,34 @@ def _tokens(namespace: str, start: datetime, end: datetime) -> dict[str, dict[st
     """``{deployment: {"input": n, "output": n, "active_steps": n}}`` from Prometheus: one
     query per figure for all deployments."""
     window = _duration(start, end)
-    sel = f'namespace="{namespace}", inference_backend="tgi"'
     by = metrics.DEPLOYMENT_LABEL
+    # Each engine's counters over its own series; the inner sums keep the engine label so that a
+    # deployment that switched engines within the window adds both engines' tokens.
+    each = f"{by}, {BACKEND_LABEL}"
+
+    namespace_matcher = f'namespace="{namespace}"'
+
+    def union(part: Callable[[EngineMetrics, str], str]) -> str:
+        """One query per engine over its own series (``sel``), joined with ``or``."""
+        queries = [
+            part(engine.metrics, engine.metrics.selector(namespace_matcher))
+            for engine in ENGINES.values()
+        ]
+        return " or ".join(f"({query})" for query in queries)
+
+    def increase(counter: str) -> Callable[[EngineMetrics, str], str]:
+        return lambda m, sel: (
+            f"sum by ({each}) (increase({getattr(m, counter)}{{{sel}}}[{window}]))"
+        )
+
+    activity = union(
+        lambda m, sel: f"sum by ({each}) (rate({m.activity.format(sel=sel)}[{ACTIVITY_STEP}])) > 0"
+    )
     queries = {
-        "input": f"sum by ({by}) (increase(tgi_request_input_length_sum{{{sel}}}[{window}]))",
-        "output": f"sum by ({by}) (increase(tgi_request_generated_tokens_sum{{{sel}}}[{window}]))",
-        # Minutes in which the deployment answered at least one request.
-        "active_steps": f"sum by ({by}) (count_over_time((sum by ({by}) (rate({{__name__=~"
-        f'"tgi_request_success|tgi_request_failure", {sel}}}[{ACTIVITY_STEP}])) > 0)'
+        "input": f"sum by ({by}) ({union(increase('input_tokens_counter'))})",
+        "output": f"sum by ({by}) ({union(increase('output_tokens_counter'))})",
+        # Minutes in which the deployment answered at least one request (with any engine).
+        "active_steps": f"sum by ({by}) (count_over_time((max by ({by}) ({activity}))"
         f"[{window}:{ACTIVITY_STEP}]))",
     }
     figures: dict[str, dict[str, Decimal]] = defaultdict(dict)

@@ -18,6 +18,7 @@ from deployments import charts, metrics
 from deployments.autoscaling import HpaState, ReplicaBounds, hpa_state, replica_bounds
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Deployment, Rollout
+from engines import DEFAULT_ENGINE, ENGINES
 from tenants.models import Tenant, TenantQuota
 
 SPARK_PANELS = ("request_rate", "queue_size", "ttft_p95", "generated_tokens_rate")
@@ -228,6 +229,8 @@ def deployment_page(deployment: Deployment) -> dict[str, Any]:
         {key[1] for panel in current.values() for key in panel if key[0] == name}
         | {key[1] for panel in series.values() for key in panel if key[0] == name}
     )
+    # The engine of the revision serving now (a switch shows the new engine once promoted).
+    engine = getattr(revision, "engine", "") or DEFAULT_ENGINE
     panels = []
     for panel_name in CHART_PANELS:
         panel = metrics.PANELS_BY_NAME[panel_name]
@@ -242,6 +245,8 @@ def deployment_page(deployment: Deployment) -> dict[str, Any]:
                 "panel": panel,
                 "now": now,
                 "chart": charts.timeseries(lines, title=panel.title, unit=panel.unit),
+                # An engine that cannot fill the panel says why instead of an empty chart.
+                "not_reported": panel.not_reported.get(engine, ""),
             }
         )
     context.update(
@@ -255,6 +260,9 @@ def deployment_page(deployment: Deployment) -> dict[str, Any]:
         input_p50={c: v for (d, c), v in current["input_length_p50"].items() if d == name},
         input_p95={c: v for (d, c), v in current["input_length_p95"].items() if d == name},
         input_chart=charts.bars(_buckets(current["input_length_buckets"], name)),
+        input_not_reported=metrics.not_reported("input_length_buckets", engine),
+        errors_not_reported=metrics.not_reported("error_rate", engine),
+        engine_label=ENGINES[engine].label if engine in ENGINES else engine,
         gpu_memory={c: v for (d, c), v in current["gpu_memory_used"].items() if d == name},
         alerts=[a for a in alerts if a.deployment == name],
         alerts_error=alerts_error,

@@ -14,6 +14,7 @@ from deployments.choices import PromotionMode
 from deployments.models import Deployment, DeploymentRevision, Tier
 from deployments.serializers import DTYPE_CHOICES, KV_CACHE_DTYPE_CHOICES, SERVING_FIELDS
 from deployments.services import Promotion
+from engines import DEFAULT_ENGINE, engine_choices
 from models_registry import fit
 from models_registry.models import RegisteredModel
 from tenants.models import Tenant
@@ -37,6 +38,13 @@ class ServingForm(forms.Form):
         to_field_name="slug",
         empty_label=None,
         widget=forms.RadioSelect,
+    )
+    engine = forms.ChoiceField(
+        choices=engine_choices(),
+        initial=DEFAULT_ENGINE,
+        required=False,
+        label="Engine",
+        help_text="The inference server; the tier decides which it offers and their images.",
     )
     quantize = forms.ChoiceField(choices=[("", quantize_label(None))], required=False)
     dtype = forms.ChoiceField(
@@ -66,6 +74,15 @@ class ServingForm(forms.Form):
     promote_after_seconds = forms.IntegerField(
         min_value=0, max_value=86_400, initial=0, required=False, widget=NUMBER
     )
+
+    def _offer_engines(self) -> None:
+        """The engines the selected tier offers (all of them until a tier is chosen)."""
+        tier = self.selected_tier()
+        if tier is None:
+            return
+        engine_field: forms.ChoiceField = self.fields["engine"]  # type: ignore[assignment]
+        offered = set(tier.offered_engines())
+        engine_field.choices = [(n, label) for n, label in engine_choices() if n in offered]
 
     def _offer_quantizations(self) -> None:
         """Only the quantizations the selected model's checkpoint allows."""
@@ -106,6 +123,11 @@ class ServingForm(forms.Form):
             model=model, tier=data["tier"], **{name: data[name] for name in SERVING_FIELDS}
         )
 
+    def clean_engine(self) -> str:
+        """Left out, the engine stays what the form started from (the registry's default)."""
+        engine: str = self.cleaned_data.get("engine") or ""
+        return engine or str(self.initial.get("engine") or DEFAULT_ENGINE)
+
     def promotion_choice(self) -> Promotion:
         return Promotion(
             mode=self.cleaned_data["promotion"],
@@ -130,6 +152,7 @@ class DeploymentForm(ServingForm):
             tenant
         ).select_related("current_revision")
         self.fields["model"].queryset = models  # type: ignore[attr-defined]
+        self._offer_engines()
         self._offer_quantizations()
 
     def selected_model(self) -> RegisteredModel | None:
@@ -152,6 +175,7 @@ class RevisionForm(ServingForm):
         self.base = base_revision(deployment)
         initial = revision_initial(self.base) if self.base is not None else None
         super().__init__(data, initial=initial)
+        self._offer_engines()
         self._offer_quantizations()
 
     def selected_model(self) -> RegisteredModel | None:

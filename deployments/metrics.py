@@ -1,23 +1,13 @@
 """Serving metrics for a tenant's deployments, read from Prometheus.
 
-Panels are data: each is ONE PromQL query over every TGI pod of a tenant's namespace, aggregated
-``by (inference_portal_deployment, inference_portal_colour)`` (the pod labels
+Panels are data: each is ONE PromQL query over every serving pod of a tenant's namespace,
+aggregated ``by (inference_portal_deployment, inference_portal_colour)`` (the pod labels
 ``inference.portal/deployment`` and ``inference.portal/colour`` after Prometheus' labelmap), so a
-page of N deployments costs one query per panel, never one per deployment. Rates and histogram
-buckets are read from recording rules (``RECORDED``, shipped as
-deploy/prometheus/inference-recording-rules.yml) that pre-aggregate them per deployment and
-colour, so a quantile panel is a lookup rather than a pass over every raw bucket sample.
-
-Notes on the TGI metrics (see the TGI "Prometheus metrics" reference):
-
-- Counters carry no ``_total`` suffix.
-- ``tgi_request_count`` counts an OpenAI-route request twice (the route, then the inner
-  generate), so request rates here count *outcomes* instead: every request ends in exactly one
-  ``tgi_request_success`` or ``tgi_request_failure{err}`` increment.
-- TGI has no time-to-first-token metric. Like TGI's own Grafana dashboard we use the queue time
-  (``tgi_request_queue_duration``) and the prefill batch time
-  (``tgi_batch_inference_duration{method="prefill"}``) as the stand-in; ``ttft_p95`` adds their
-  two p95s, which bounds rather than equals the p95 of the sum.
+page of N deployments costs one query per panel, never one per deployment. What a panel reads
+is each engine's business (engines/<name>/metrics.py): the query is the union of the engines'
+queries, each over its own series (``inference_backend``). A panel an engine cannot fill says
+why (``Panel.not_reported``). Rates and histogram buckets an engine reads often come from
+recording rules (``RECORDED``, shipped as deploy/prometheus/inference-recording-rules.yml).
 
 Quantile and ratio panels have no value for a deployment without traffic in the window (Prometheus
 answers NaN); such samples are left out, so callers show "no data" rather than a number.
@@ -39,13 +29,26 @@ from django.conf import settings
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
+from engines import ENGINES
+from engines.promql import (
+    BACKEND_LABEL,
+    COLOUR_LABEL,
+    DEPLOYMENT_LABEL,
+    RECORDED_BY,
+    RECORDED_WINDOW,
+    NotReported,
+    PanelQuery,
+    Recorded,
+    RecordedQuantile,
+)
+
 TIMEOUT_SECONDS = 3
 """Per query; a slow or absent Prometheus must not hold a page hostage."""
 QUERY_CONCURRENCY = 4
 """Queries of one page in flight at once: Prometheus evaluates them in parallel."""
 
-DEPLOYMENT_LABEL = "inference_portal_deployment"
-COLOUR_LABEL = "inference_portal_colour"
+__all__ = ["RECORDED_BY", "RECORDED_WINDOW"]  # re-exported from engines.promql
+
 BY_DEPLOYMENT = (DEPLOYMENT_LABEL, COLOUR_LABEL)
 
 # Kubernetes namespace names (DNS-1123 labels) and PromQL durations: validated before they are
@@ -65,133 +68,25 @@ class MetricsUnavailable(Exception):
 # --- recording rules ---------------------------------------------------------------------------
 #
 # The dear part of a panel is Prometheus reading every raw bucket sample of the window (e.g. 50
-# deployments x 35 buckets x 30 samples for one quantile). Recording rules pre-aggregate the
-# rates the panels (and the TTFT guardrail) need per deployment and colour once per evaluation
-# interval, so a query reads one sample per (deployment, colour[, le]) series instead. Names
-# follow Prometheus' convention level:metric:operations, the level "deployment" meaning the
-# labels RECORDED_BY: constant for a deployment's colour, so they cost no extra series, and the
-# panels' and guardrails' selectors (namespace, backend, tier) work on recorded series as is.
+# deployments x 35 buckets x 30 samples for one quantile). Engines declare recording rules
+# (engines/promql.py: Recorded, RecordedQuantile) that pre-aggregate the rates their panels and
+# guardrails need per deployment and colour; their panel queries read the recorded series for
+# RECORDED_WINDOW. The rule file is generated from every engine's declarations.
 
-RECORDED_WINDOW = "1m"
-"""The panels' rate window in the rules; panels asked for another window read raw series."""
-RECORDED_BY = (
-    "namespace",
-    "inference_backend",
-    "inference_portal_tenant",
-    DEPLOYMENT_LABEL,
-    COLOUR_LABEL,
-    "inference_portal_tier",
+RECORDED: tuple[Recorded, ...] = tuple(r for e in ENGINES.values() for r in e.metrics.recorded)
+QUANTILES: tuple[RecordedQuantile, ...] = tuple(
+    q for e in ENGINES.values() for q in e.metrics.quantiles
 )
 RECORDING_GROUP = "inference-portal-panels"
 
-
-@dataclass(frozen=True)
-class Recorded:
-    """``rate(<metric>[window])`` of the TGI series summed by RECORDED_BY (+ ``keep``)."""
-
-    metric: str
-    keep: tuple[str, ...] = ()
-    match: str = ""
-    """Extra label matchers (``, method="prefill"``): only what the queries read is recorded."""
-    window: str = RECORDED_WINDOW
-
-    @property
-    def record(self) -> str:
-        return f"deployment:{self.metric}:rate{self.window}"
-
-    @property
-    def expr(self) -> str:
-        by = ", ".join((*RECORDED_BY, *self.keep))
-        return (
-            f'sum by ({by}) (rate({self.metric}{{inference_backend="tgi"{self.match}}}'
-            f"[{self.window}]))"
-        )
-
-
-_PREFILL = ', method="prefill"'
-RECORDED: tuple[Recorded, ...] = (
-    Recorded("tgi_request_success"),
-    Recorded("tgi_request_failure", keep=("err",)),
-    Recorded("tgi_request_generated_tokens_sum"),
-    Recorded("tgi_request_duration_bucket", keep=("le",)),
-    Recorded("tgi_request_queue_duration_bucket", keep=("le",)),
-    Recorded("tgi_batch_inference_duration_bucket", keep=("method", "le"), match=_PREFILL),
-    # Not the input length buckets: 100 a pod (TGI divides max input tokens into 100), read only
-    # by the deployment page; recording them would cost more every evaluation than it saves.
-    # The time-to-first-token guardrail (deployments/alerts.py) over its 5-minute window.
-    Recorded("tgi_request_queue_duration_bucket", keep=("le",), window="5m"),
-    Recorded(
-        "tgi_batch_inference_duration_bucket", keep=("method", "le"), match=_PREFILL, window="5m"
-    ),
-)
-RECORDED_BY_METRIC = {(r.metric, r.window): r for r in RECORDED}
-
-
-def recorded(metric: str, match: str = "", window: str = RECORDED_WINDOW) -> str:
-    """The recorded series ``rate(metric{match}[window])`` as a selector template (``{sel}``)."""
-    rule = RECORDED_BY_METRIC[(metric, window)]
-    if match != rule.match:
-        raise ValueError(f"{rule.record} records {rule.match!r}, not {match!r}")
-    return rule.record + "{{{sel}" + match + "}}"
-
-
-@dataclass(frozen=True)
-class RecordedQuantile:
-    """A quantile of a recorded bucket rate, per deployment and colour, labelled ``quantile``
-    (as Kubernetes' ``cluster_quantile:…:histogram_quantile`` rules are): the quantile panels
-    then read one series per deployment instead of one per bucket."""
-
-    histogram: str
-    quantile: float
-    match: str = ""
-    window: str = RECORDED_WINDOW
-
-    @property
-    def record(self) -> str:
-        return f"deployment_quantile:{self.histogram}:histogram_quantile_rate{self.window}"
-
-    @property
-    def expr(self) -> str:
-        buckets = RECORDED_BY_METRIC[(f"{self.histogram}_bucket", self.window)].record
-        return f"histogram_quantile({self.quantile}, {buckets})"
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return {"quantile": str(self.quantile)}
-
-
-QUANTILES: tuple[RecordedQuantile, ...] = (
-    RecordedQuantile("tgi_request_duration", 0.5),
-    RecordedQuantile("tgi_request_duration", 0.95),
-    RecordedQuantile("tgi_request_duration", 0.99),
-    RecordedQuantile("tgi_request_queue_duration", 0.95),
-    RecordedQuantile("tgi_batch_inference_duration", 0.95, _PREFILL),
-    RecordedQuantile("tgi_request_queue_duration", 0.95, window="5m"),
-    RecordedQuantile("tgi_batch_inference_duration", 0.95, _PREFILL, window="5m"),
-)
-_QUANTILES = {(r.histogram, r.quantile, r.window): r for r in QUANTILES}
-
-
-def recorded_quantile(
-    histogram: str, quantile: float, match: str = "", window: str = RECORDED_WINDOW
-) -> str:
-    """``histogram_quantile(quantile, sum by ({by}, le) (rate(histogram_bucket[window])))`` of
-    the selected series, read from its recording rule (a template with ``{sel}`` and ``{by}``).
-    One series per deployment and colour: ``max by`` only picks the ``by`` labels."""
-    rule = _QUANTILES[(histogram, quantile, window)]
-    if match != rule.match:
-        raise ValueError(f"{rule.record} records {rule.match!r}, not {match!r}")
-    selector = "{{{sel}" + match + f', quantile="{quantile}"' + "}}"
-    return f"max by ({{by}}) ({rule.record}{selector})"
-
-
 RECORDING_RULES_HEADER = """\
-# Recording rules for the inference portal's metrics pages: per-deployment rates of the TGI
+# Recording rules for the inference portal's metrics pages: per-deployment rates of the engines'
 # series the panels read and quantiles of them, so a panel over N deployments reads
 # pre-aggregated series.
-# GENERATED by `python -m deployments.metrics` from deployments/metrics.py (RECORDED,
-# QUANTILES); do not edit by hand. Series come from the tgi-pods scrape job (pod labels after
-# labelmap). The quantiles follow the rates they read, so they see this evaluation's rates.
+# GENERATED by `python -m deployments.metrics` from the engines' declarations
+# (engines/<name>/metrics.py: recorded, quantiles); do not edit by hand. Series come from the
+# serving pods' scrape (pod labels after labelmap). The quantiles follow the rates they read,
+# so they see this evaluation's rates.
 """
 
 
@@ -211,11 +106,19 @@ def recording_rules_yaml() -> str:
 # --- panels ------------------------------------------------------------------------------------
 
 
+def _all_engines_selector(namespace: str) -> str:
+    backends = "|".join(sorted(ENGINES))
+    return f'namespace="{namespace}", {BACKEND_LABEL}=~"{backends}"'
+
+
 @dataclass(frozen=True)
 class Panel:
-    """One chart: a PromQL template with ``{sel}`` (the tenant's TGI series), ``{ns}`` (the
-    namespace) and ``{window}``; ``recorded`` is the same over the recorded series, used for
-    the RECORDED_WINDOW.
+    """One chart over every engine's series of a tenant's namespace.
+
+    Each engine gives the panel's PromQL over its own series (engines/<name>/metrics.py); the
+    panel's query is their union (``or``: a colour runs one engine, so the engines' series never
+    share a deployment and colour). ``template`` is used instead for panels that are the same
+    for every engine (``up``, DCGM), with ``{sel}`` selecting every engine's series.
 
     ``rollup`` says how a tenant's total is made from the per-deployment values: ``sum`` for
     rates, gauges and counts, ``max`` (the worst deployment) for quantiles, ``weighted`` for
@@ -226,176 +129,102 @@ class Panel:
     name: str
     title: str
     unit: str
-    template: str
+    template: str = ""
     by: tuple[str, ...] = BY_DEPLOYMENT
     rollup: str = "sum"
     ranged: bool = True
-    recorded: str = ""
+
+    def engine_queries(self, namespace: str, window: str) -> dict[str, str]:
+        """Engine name -> its query, for the engines that report this panel."""
+        queries: dict[str, str] = {}
+        for engine in ENGINES.values():
+            query = engine.metrics.panels.get(self.name)
+            if isinstance(query, PanelQuery):
+                queries[engine.name] = query.template(window).format(
+                    sel=engine.metrics.selector(f'namespace="{namespace}"'),
+                    ns=namespace,
+                    window=window,
+                    by=", ".join(self.by),
+                )
+        return queries
 
     def query(self, namespace: str, window: str) -> str:
-        selector = f'namespace="{namespace}", inference_backend="tgi"'
-        template = self.template
-        if self.recorded and window == RECORDED_WINDOW:
-            template = self.recorded
-        return template.format(
-            sel=selector,
-            ns=namespace,
-            window=window,
-            by=", ".join(self.by),
-        )
+        if self.template:
+            return self.template.format(
+                sel=_all_engines_selector(namespace),
+                ns=namespace,
+                window=window,
+                by=", ".join(self.by),
+            )
+        queries = list(self.engine_queries(namespace, window).values())
+        if len(queries) == 1:
+            return queries[0]
+        return " or ".join(f"({query})" for query in queries)
+
+    @property
+    def not_reported(self) -> dict[str, str]:
+        """Engine name -> why that engine cannot fill this panel (shown instead of a chart)."""
+        if self.template:
+            return {}
+        return {
+            engine.name: query.why
+            for engine in ENGINES.values()
+            if isinstance(query := engine.metrics.panels.get(self.name), NotReported)
+        }
 
 
-def _rate(metric: str, match: str = "") -> tuple[str, str]:
-    """``rate(metric[window])`` of the tenant's series, raw and recorded (templates)."""
-    return "rate(" + metric + "{{{sel}" + match + "}}[{window}])", recorded(metric, match)
-
-
-def _sum(metric: str, match: str = "") -> tuple[str, str]:
-    raw, recorded = _rate(metric, match)
-    return f"sum by ({{by}}) ({raw})", f"sum by ({{by}}) ({recorded})"
-
-
-def _outcomes() -> tuple[str, str]:
-    """Rate of requests ended (succeeded or failed): one series name regex over both."""
-    names = ("tgi_request_success", "tgi_request_failure")
-    raw = '{{__name__=~"' + "|".join(names) + '", {sel}}}'
-    rules = "|".join(RECORDED_BY_METRIC[(n, RECORDED_WINDOW)].record for n in names)
-    return (
-        f"sum by ({{by}}) (rate({raw}[{{window}}]))",
-        'sum by ({by}) ({{__name__=~"' + rules + '", {sel}}})',
-    )
-
-
-def _quantile(q: float, histogram: str, match: str = "") -> tuple[str, str]:
-    raw, _ = _rate(f"{histogram}_bucket", match)
-    return f"histogram_quantile({q}, sum by ({{by}}, le) ({raw}))", recorded_quantile(
-        histogram, q, match
-    )
-
-
-def _raw_quantile(q: float, histogram: str) -> str:
-    rate = "rate(" + histogram + "_bucket{{{sel}}}[{window}])"
-    return f"histogram_quantile({q}, sum by ({{by}}, le) ({rate}))"
-
-
-def _plus(*parts: tuple[str, str]) -> tuple[str, str]:
-    return " + ".join(p[0] for p in parts), " + ".join(p[1] for p in parts)
-
-
-def _ratio(top: tuple[str, str], bottom: tuple[str, str]) -> tuple[str, str]:
-    return f"{top[0]} / {bottom[0]}", f"{top[1]} / {bottom[1]}"
-
-
-def _panel(name: str, title: str, unit: str, queries: tuple[str, str], **options: Any) -> Panel:
-    raw, recorded = queries
-    return Panel(name, title, unit, raw, recorded=recorded, **options)
+def not_reported(panel_name: str, engine_name: str) -> str:
+    """Why ``engine_name`` cannot fill the panel, or "" when it can."""
+    panel = PANELS_BY_NAME.get(panel_name)
+    return panel.not_reported.get(engine_name, "") if panel is not None else ""
 
 
 # DCGM exporter series carry the namespace and pod of the pod using the GPU; joining them with
-# the TGI pods' `up` series brings in the deployment and colour labels. Without DCGM exporter
-# (as on the local cluster) these panels are simply empty.
-_TGI_PODS = "max by (namespace, pod, {by}) (up{{{sel}}})"
+# the serving pods' `up` series brings in the deployment and colour labels. Without DCGM
+# exporter (as on the local cluster) these panels are simply empty.
+_SERVING_PODS = "max by (namespace, pod, {by}) (up{{{sel}}})"
 
 
 def _gpu(series: str, aggregate: str = "avg") -> str:
     return (
         f'{aggregate} by ({{by}}) ({series}{{{{namespace="{{ns}}"}}}}'
-        f" * on (namespace, pod) group_left({{by}}) {_TGI_PODS})"
+        f" * on (namespace, pod) group_left({{by}}) {_SERVING_PODS})"
     )
 
 
-_QUEUE_P95 = _quantile(0.95, "tgi_request_queue_duration")
-_PREFILL_P95 = _quantile(0.95, "tgi_batch_inference_duration", _PREFILL)
-
 PANELS: tuple[Panel, ...] = (
-    _panel("request_rate", "Requests", "req/s", _outcomes()),
-    _panel(
-        "success_ratio",
-        "Success ratio",
-        "ratio",
-        _ratio(_sum("tgi_request_success"), _outcomes()),
-        rollup="weighted",
-    ),
-    _panel(
-        "error_rate",
-        "Errors by kind",
-        "req/s",
-        _sum("tgi_request_failure"),
-        by=(*BY_DEPLOYMENT, "err"),
-        ranged=False,
-    ),
-    Panel("queue_size", "Queued requests", "requests", "sum by ({by}) (tgi_queue_size{{{sel}}})"),
-    Panel(
-        "batch_size",
-        "Batch size per replica",
-        "requests",
-        "avg by ({by}) (tgi_batch_current_size{{{sel}}})",
-        rollup="max",
-    ),
-    _panel(
-        "request_p50",
-        "Request duration p50",
-        "s",
-        _quantile(0.5, "tgi_request_duration"),
-        rollup="max",
-    ),
-    _panel(
-        "request_p95",
-        "Request duration p95",
-        "s",
-        _quantile(0.95, "tgi_request_duration"),
-        rollup="max",
-    ),
-    _panel(
-        "request_p99",
-        "Request duration p99",
-        "s",
-        _quantile(0.99, "tgi_request_duration"),
-        rollup="max",
-    ),
-    _panel("queue_p95", "Queue time p95", "s", _QUEUE_P95, rollup="max"),
-    _panel("prefill_p95", "Prefill time p95", "s", _PREFILL_P95, rollup="max"),
-    _panel(
-        "ttft_p95",
-        "Time to first token p95 (queue + prefill)",
-        "s",
-        _plus(_QUEUE_P95, _PREFILL_P95),
-        rollup="max",
-    ),
-    _panel(
-        "generated_tokens_rate",
-        "Generated tokens",
-        "tokens/s",
-        _sum("tgi_request_generated_tokens_sum"),
-    ),
-    # Input lengths (deployment page only) are read raw: see RECORDED.
-    Panel(
-        "input_length_p50",
-        "Input length p50",
-        "tokens",
-        _raw_quantile(0.5, "tgi_request_input_length"),
-        rollup="max",
-        ranged=False,
-    ),
-    Panel(
-        "input_length_p95",
-        "Input length p95",
-        "tokens",
-        _raw_quantile(0.95, "tgi_request_input_length"),
-        rollup="max",
-        ranged=False,
-    ),
+    Panel("request_rate", "Requests", "req/s"),
+    Panel("success_ratio", "Success ratio", "ratio", rollup="weighted"),
+    Panel("error_rate", "Errors by kind", "req/s", by=(*BY_DEPLOYMENT, "err"), ranged=False),
+    Panel("queue_size", "Queued requests", "requests"),
+    Panel("batch_size", "Batch size per replica", "requests", rollup="max"),
+    Panel("request_p50", "Request duration p50", "s", rollup="max"),
+    Panel("request_p95", "Request duration p95", "s", rollup="max"),
+    Panel("request_p99", "Request duration p99", "s", rollup="max"),
+    Panel("queue_p95", "Queue time p95", "s", rollup="max"),
+    Panel("prefill_p95", "Prefill time p95", "s", rollup="max"),
+    # TGI has no TTFT histogram: its part is p95 queue + p95 prefill (engines/tgi/metrics.py).
+    Panel("ttft_p95", "Time to first token p95", "s", rollup="max"),
+    Panel("generated_tokens_rate", "Generated tokens", "tokens/s"),
+    # Input lengths (deployment page only) are read raw.
+    Panel("input_length_p50", "Input length p50", "tokens", rollup="max", ranged=False),
+    Panel("input_length_p95", "Input length p95", "tokens", rollup="max", ranged=False),
     Panel(
         "input_length_buckets",
         "Input length distribution",
         "requests",
-        "sum by ({by}) (increase(tgi_request_input_length_bucket{{{sel}}}[{window}]))",
         by=(*BY_DEPLOYMENT, "le"),
         rollup="none",
         ranged=False,
     ),
     Panel("ready_replicas", "Replicas scraped up", "pods", "sum by ({by}) (up{{{sel}}})"),
-    Panel("gpu_utilisation", "GPU utilisation", "%", _gpu("DCGM_FI_DEV_GPU_UTIL"), rollup="max"),
+    Panel(
+        "gpu_utilisation",
+        "GPU utilisation",
+        "%",
+        _gpu("DCGM_FI_DEV_GPU_UTIL"),
+        rollup="max",
+    ),
     Panel(
         "gpu_memory_used",
         "GPU memory used",

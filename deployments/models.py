@@ -7,8 +7,14 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from deployments.choices import ACTIVE_STATES, Colour, PromotionMode, RolloutState
+from engines import DEFAULT_ENGINE, ENGINES, engine_choices
 from portal.tenancy import TenantOwnedModel
 from tenants.validators import validate_dns1123_label
+
+
+def default_engine_images() -> dict[str, str]:
+    """A new tier offers every engine the portal knows, each at its own default image."""
+    return {name: engine.default_image for name, engine in ENGINES.items()}
 
 
 class Tier(models.Model):
@@ -52,8 +58,11 @@ class Tier(models.Model):
         validators=[MinValueValidator(Decimal("0.01"))],
         help_text="Alert when p95 time to first token (queue + prefill) stays above this.",
     )
-    tgi_image = models.CharField(
-        max_length=200, default="ghcr.io/huggingface/text-generation-inference:3.3.6"
+    engine_images = models.JSONField(
+        default=default_engine_images,
+        blank=True,
+        help_text='The engines this tier offers and the image of each, e.g. {"vllm": '
+        '"vllm/vllm-openai:v0.11.0"}.',
     )
     is_active = models.BooleanField(default=True)
 
@@ -66,6 +75,16 @@ class Tier(models.Model):
     @property
     def total_gpu_memory_gb(self) -> Decimal:
         return self.gpu_memory_gb * self.gpus_per_replica
+
+    def offered_engines(self) -> list[str]:
+        """Engine names this tier offers, in the registry's order (unknown names are skipped)."""
+        images = self.engine_images or {}
+        return [name for name in ENGINES if images.get(name)]
+
+    def image_for(self, engine: str) -> str | None:
+        """The image this tier runs `engine` with, or None when it does not offer it."""
+        image = (self.engine_images or {}).get(engine)
+        return image if isinstance(image, str) and image else None
 
 
 class Deployment(TenantOwnedModel):
@@ -112,6 +131,12 @@ class DeploymentRevision(models.Model):
         "models_registry.ModelRevision", on_delete=models.PROTECT, related_name="+"
     )
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="+")
+    # The registry is the only list of engines: choices are read from it, so adding an engine
+    # needs no migration.
+    engine = models.CharField(max_length=32, choices=engine_choices, default=DEFAULT_ENGINE)
+    image = models.CharField(
+        max_length=200, help_text="The engine image, resolved from the tier when admitted."
+    )
     quantize = models.CharField(max_length=32, blank=True)
     dtype = models.CharField(max_length=16, blank=True)
     kv_cache_dtype = models.CharField(max_length=16, blank=True)

@@ -18,9 +18,9 @@ from kubernetes import client
 from deployments import rollout as engine
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Deployment, Rollout
-from deployments.rendering import active_service_name, colour_name, render_colour_deployment
+from deployments.rendering import active_service_name, colour_name
 from deployments.rendering.meta import root_name
-from deployments.specs import serving_spec
+from deployments.specs import active_serving_spec, serving_spec
 from portal import kube
 from tenants import audit
 from tenants.audit import Actor
@@ -82,14 +82,15 @@ def reconcile_pass(repair: bool = True) -> ReconcileReport:
         workload = colour_name(spec, colour)  # type: ignore[arg-type,unused-ignore]
         service = active_service_name(spec)
         drift = []
-        if (namespace, workload) not in existing:
+        workload_missing = (namespace, workload) not in existing
+        if workload_missing:
             drift.append(f"Deployment/{workload} is missing")
         if selectors.get((namespace, service), {}).get("inference.portal/colour") != colour:
             drift.append(f"Service/{service} does not select the {colour} side")
         if not drift or not repair:
             report.repaired.extend(f"{namespace}/{d}" for d in drift)
             continue
-        _repair(deployment, spec, colour)
+        _repair(deployment, colour, recreate=workload_missing)
         report.repaired.extend(f"{namespace}/{d}" for d in drift)
         audit.record(
             actor,
@@ -102,10 +103,17 @@ def reconcile_pass(repair: bool = True) -> ReconcileReport:
     return report
 
 
-def _repair(deployment: Deployment, spec: Any, colour: str) -> None:
-    """Re-apply the serving side and its Service from the active revision (idempotent)."""
+def _repair(deployment: Deployment, colour: str, *, recreate: bool) -> None:
+    """Re-apply the serving side and its Service from the spec the rollout rendered them from.
+
+    The Deployment is rendered exactly as the rollout did (same pod template: no pod restarts);
+    an existing one under an autoscaler is applied without ``replicas`` so the HPA keeps the
+    count it chose."""
     from deployments.rendering import OwnerRef, render_services
 
+    spec = active_serving_spec(deployment)
+    if spec is None:
+        return
     if deployment.root_uid:
         spec = replace(
             spec,
@@ -113,6 +121,6 @@ def _repair(deployment: Deployment, spec: Any, colour: str) -> None:
                 api_version="v1", kind="ConfigMap", name=root_name(spec), uid=deployment.root_uid
             ),
         )
-    kube.apply(render_colour_deployment(spec, colour))  # type: ignore[arg-type]
+    kube.apply(engine.desired_colour_deployment(spec, colour, hpa_owns_replicas=not recreate))
     active, _ = render_services(spec, colour)  # type: ignore[arg-type]
     kube.apply(active)

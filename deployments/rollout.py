@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -44,6 +43,12 @@ from deployments.rendering import (
     selector_labels,
 )
 from deployments.rendering.meta import root_name
+from deployments.serving_checks import (  # noqa: F401 - re-exported for callers and tests
+    UNSCHEDULABLE_GRACE_SECONDS,
+    _last_log_line,
+    check_server,
+    diagnose,
+)
 from deployments.specs import serving_spec
 from gateway import sync as gateway_sync
 from portal import kube
@@ -64,8 +69,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.SCALE_DOWN_DELAY: frozenset({S.SCALING_DOWN}),
     S.SCALING_DOWN: frozenset({S.COMPLETED}),
 }
-UNSCHEDULABLE_GRACE_SECONDS = 20
-CRASH_RESTARTS_BEFORE_FAILING = 2
 
 
 @dataclass
@@ -116,8 +119,27 @@ def _owner(deployment: Deployment, spec: ServingSpec) -> OwnerRef | None:
 
 def build_context(rollout: Rollout) -> Context:
     deployment = rollout.deployment
-    spec = serving_spec(rollout.revision)
+    spec = serving_spec(
+        rollout.revision, progress_deadline_seconds=rollout.progress_deadline_seconds
+    )
     return Context(rollout, deployment, replace(spec, owner=_owner(deployment, spec)))
+
+
+def desired_colour_deployment(
+    spec: ServingSpec, colour: str, *, hpa_owns_replicas: bool = False
+) -> dict[str, Any]:
+    """The Deployment of one colour as the spec wants it: the only way the rollout and the
+    reconciler render it, so a repair re-applies the very pod template the rollout created.
+
+    While an HorizontalPodAutoscaler scales the colour, ``replicas`` is left out so applying
+    does not take the field back from it."""
+    return render_colour_deployment(
+        spec,
+        colour,  # type: ignore[arg-type]
+        progress_deadline_seconds=spec.progress_deadline_seconds,
+        extra_pod_annotations=spec.pod_annotations,
+        include_replicas=not (hpa_owns_replicas and spec.autoscaling),
+    )
 
 
 def _ensure_root(ctx: Context) -> list[str]:
@@ -188,23 +210,6 @@ def _created_before(manifest: dict[str, Any], moment: Any) -> bool:
     return bool(datetime.fromisoformat(str(created).replace("Z", "+00:00")) < moment)
 
 
-def _last_log_line(namespace: str, labels: dict[str, str]) -> str:
-    """The download pod's last log line, or its phase where the node serves no logs."""
-    selector = ",".join(f"{k}={v}" for k, v in labels.items())
-    phase = "starting"
-    try:
-        pods = kube.core().list_namespaced_pod(namespace, label_selector=selector).items
-        if not pods:
-            return "waiting for the download pod"
-        pod = pods[-1]
-        phase = (pod.status.phase if pod.status else None) or phase
-        name = pod.metadata.name if pod.metadata else ""
-        text = kube.core().read_namespaced_pod_log(str(name), namespace, tail_lines=1)
-    except ApiException:
-        return f"download pod {phase.lower()}"
-    return (text or "").strip() or f"download pod {phase.lower()}"
-
-
 def step_creating(ctx: Context) -> StepResult:
     """The new colour at full size behind the preview Service; traffic stays where it is."""
     objects = _ensure_root(ctx)
@@ -213,12 +218,8 @@ def step_creating(ctx: Context) -> StepResult:
     active, preview = render_services(ctx.spec, serving_colour)
     manifests = [
         render_network_policy(ctx.spec),
-        render_colour_deployment(
-            ctx.spec,
-            ctx.rollout.colour,  # type: ignore[arg-type]
-            progress_deadline_seconds=ctx.rollout.progress_deadline_seconds,
-            extra_pod_annotations=ctx.rollout.revision.pod_annotations or None,
-        ),
+        # The new side starts at full size; its autoscaler is created only on promotion.
+        desired_colour_deployment(ctx.spec, ctx.rollout.colour),
         preview,
     ]
     # The active Service exists only once a side has served; a first rollout creates it on
@@ -234,63 +235,6 @@ def step_creating(ctx: Context) -> StepResult:
 def _pods(ctx: Context, colour: str) -> list[Any]:
     selector = ",".join(f"{k}={v}" for k, v in selector_labels(ctx.spec, colour).items())  # type: ignore[arg-type]
     return list(kube.core().list_namespaced_pod(ctx.namespace, label_selector=selector).items)
-
-
-def diagnose(pods: list[Any], now: Any, since: Any) -> tuple[str, str] | None:
-    """The first failure worth stopping a rollout for, as (reason, remedy)."""
-    for pod in pods:
-        status = pod.status
-        for condition in status.conditions or []:
-            if (
-                condition.type == "PodScheduled"
-                and condition.status == "False"
-                and condition.reason == "Unschedulable"
-                and (now - since).total_seconds() > UNSCHEDULABLE_GRACE_SECONDS
-            ):
-                return (
-                    f"pod {pod.metadata.name} cannot be scheduled: {condition.message}",
-                    "no free GPUs in the node pool: free GPUs (scale down another deployment), "
-                    "ask for more nodes, or choose another tier",
-                )
-        for container in status.container_statuses or []:
-            terminated = container.last_state.terminated if container.last_state else None
-            waiting = container.state.waiting if container.state else None
-            if terminated is not None and (
-                terminated.reason == "OOMKilled" or terminated.exit_code == 137
-            ):
-                return (
-                    f"TGI in pod {pod.metadata.name} ran out of memory (OOMKilled)",
-                    "lower max input tokens or max total tokens, quantize the model, or choose "
-                    "a tier with more GPU memory",
-                )
-            if waiting is not None and waiting.reason in (
-                "ErrImagePull",
-                "ImagePullBackOff",
-                "InvalidImageName",
-            ):
-                return (
-                    f"the image of pod {pod.metadata.name} cannot be pulled: "
-                    f"{waiting.message or waiting.reason}",
-                    "check the tier's pinned TGI image and the registry's credentials",
-                )
-            if waiting is not None and waiting.reason == "CreateContainerConfigError":
-                return (
-                    f"pod {pod.metadata.name} cannot start: {waiting.message or waiting.reason}",
-                    "check the tenant's Hub token Secret",
-                )
-            if (
-                waiting is not None
-                and waiting.reason == "CrashLoopBackOff"
-                and container.restart_count >= CRASH_RESTARTS_BEFORE_FAILING
-            ):
-                exit_code = terminated.exit_code if terminated is not None else "?"
-                return (
-                    f"TGI in pod {pod.metadata.name} keeps crashing (CrashLoopBackOff, "
-                    f"{container.restart_count} restarts, last exit code {exit_code})",
-                    "read the pod's logs: a launcher setting TGI refuses, a model it cannot load, "
-                    "or memory; lower the token limits or change the quantization",
-                )
-    return None
 
 
 def step_waiting_ready(ctx: Context) -> StepResult:
@@ -342,37 +286,6 @@ def ready_endpoint_ips(namespace: str, service: str) -> list[str]:
         if endpoint.conditions is None or endpoint.conditions.ready
         for address in endpoint.addresses
     )
-
-
-def check_server(ip: str, spec: ServingSpec) -> str:
-    """Problems found on one TGI server ("" when it serves the spec and answers a chat)."""
-    base = f"http://{ip}:{spec.engine.port}"
-    try:
-        info = httpx.get(f"{base}/info", timeout=5).json()
-        expectations = {
-            "model_id": spec.model.repo_id,
-            "max_total_tokens": spec.max_total_tokens,
-            "max_input_tokens": spec.max_input_tokens,
-        }
-        wrong = {k: (info.get(k), v) for k, v in expectations.items() if info.get(k) != v}
-        if wrong:
-            return f"{ip} serves something else: " + ", ".join(
-                f"{k} is {got!r}, expected {want!r}" for k, (got, want) in wrong.items()
-            )
-        answer = httpx.post(
-            f"{base}/v1/chat/completions",
-            json={
-                "model": "tgi",
-                "messages": [{"role": "user", "content": "ping"}],
-                "max_tokens": 4,
-            },
-            timeout=30,
-        )
-    except (httpx.HTTPError, ValueError) as error:
-        return f"{ip} did not answer: {error}"
-    if answer.status_code != 200 or not answer.json().get("choices"):
-        return f"{ip} answered a chat completion with {answer.status_code}: {answer.text[:200]}"
-    return ""
 
 
 def _check_service(ctx: Context, service: str) -> StepResult | None:

@@ -18,6 +18,7 @@ from deployments.capacity import PoolCapacity
 from deployments.choices import STEP_ORDER, TERMINAL_STATES, PromotionMode, RolloutState
 from deployments.models import Deployment, DeploymentRevision, Rollout, RolloutEvent, Tier
 from deployments.services import Promotion
+from engines import DEFAULT_ENGINE, engine_choices
 from models_registry.models import RegisteredModel
 from models_registry.serializers import QUANTIZE_CHOICES
 from portal.fields import SlugRelatedField
@@ -26,6 +27,7 @@ DTYPE_CHOICES = ["float16", "bfloat16"]
 KV_CACHE_DTYPE_CHOICES = ["fp8_e4m3fn", "fp8_e5m2"]
 # The serving fields a revision carries, in the order the API and the wizard show them.
 SERVING_FIELDS = (
+    "engine",
     "quantize",
     "dtype",
     "kv_cache_dtype",
@@ -45,7 +47,11 @@ SERVING_FIELDS = (
 
 
 class TierSerializer(serializers.ModelSerializer):
-    image = serializers.CharField(source="tgi_image", read_only=True)
+    engine_images = serializers.DictField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="The engines this tier offers, each with the image it runs.",
+    )
     gpu_memory_gb = serializers.FloatField(read_only=True)
     price_per_gpu_hour = serializers.DecimalField(max_digits=8, decimal_places=4, read_only=True)
 
@@ -64,7 +70,7 @@ class TierSerializer(serializers.ModelSerializer):
             "default_max_total_tokens",
             "max_total_tokens_limit",
             "price_per_gpu_hour",
-            "image",
+            "engine_images",
         )
         read_only_fields = fields
 
@@ -111,6 +117,9 @@ class RevisionSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model_revision.model.repo_id", read_only=True)
     model_commit = serializers.CharField(source="model_revision.commit_sha", read_only=True)
     gpus = serializers.IntegerField(read_only=True)
+    image = serializers.CharField(
+        read_only=True, help_text="The engine's container image, fixed when the revision was made."
+    )
     pod_annotations = serializers.DictField(
         child=serializers.CharField(), read_only=True, help_text="annotation key: value"
     )
@@ -126,6 +135,7 @@ class RevisionSerializer(serializers.ModelSerializer):
             "model_commit",
             "tier",
             *SERVING_FIELDS,
+            "image",
             "pod_annotations",
             "gpus",
             "created_by",
@@ -348,6 +358,11 @@ class ServingSerializer(serializers.Serializer):
     model = serializers.PrimaryKeyRelatedField(queryset=RegisteredModel.objects.none())
     tier: serializers.SlugRelatedField[Any] = SlugRelatedField(
         slug_field="slug", queryset=Tier.objects.all()
+    )
+    engine = serializers.ChoiceField(
+        choices=engine_choices(),
+        default=DEFAULT_ENGINE,
+        help_text="The inference server; one the tier offers (see the tier's engine_images).",
     )
     quantize = serializers.ChoiceField(choices=QUANTIZE_CHOICES, allow_blank=True, default="")
     dtype = serializers.ChoiceField(choices=DTYPE_CHOICES, allow_blank=True, default="")

@@ -5,9 +5,8 @@ Views, API viewsets and Celery tasks all call these; the rollout steps live in r
 from __future__ import annotations
 
 import contextlib
-import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +19,13 @@ from django.utils import timezone
 from deployments import rollout as engine
 from deployments.admission import Admission, ServingRequest, admit
 from deployments.choices import ACTIVE_STATES, PromotionMode, RolloutState
-from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
+from deployments.models import (
+    Deployment,
+    DeploymentRevision,
+    Rollout,
+    Tier,
+    default_engine_images,
+)
 from deployments.rendering import download_job_name, other_colour
 from deployments.rendering.meta import root_name
 from deployments.specs import serving_spec, weights_pvc_name
@@ -100,6 +105,7 @@ def ensure_default_tiers() -> list[Tier]:
             **spec,
             "node_selector": {"inference.portal/pool": spec["node_pool"]},
             "tolerations": [GPU_TOLERATION],
+            "engine_images": default_engine_images(),
         }
         tier, _ = Tier.objects.get_or_create(slug=spec["slug"], defaults=defaults)
         tiers.append(tier)
@@ -107,12 +113,6 @@ def ensure_default_tiers() -> list[Tier]:
 
 
 # --- deployments and rollouts --------------------------------------------------------------
-
-
-PROTECTED_ANNOTATION_PREFIXES = ("inference.portal/", "prometheus.io/", "kubernetes.io/")
-_ANNOTATION_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
 
 
 @dataclass
@@ -132,19 +132,6 @@ def _validate_name(name: str) -> None:
         raise DomainError("must be at most 51 characters (the Services add -preview)", field="name")
 
 
-def validate_pod_annotations(annotations: dict[str, str]) -> dict[str, str]:
-    if not isinstance(annotations, dict):
-        raise DomainError("must be an object of annotation: value", field="pod_annotations")
-    for key, value in annotations.items():
-        if not isinstance(key, str) or not _ANNOTATION_KEY.match(key) or len(key) > 253:
-            raise DomainError(f"'{key}' is not a valid annotation key", field="pod_annotations")
-        if key.startswith(PROTECTED_ANNOTATION_PREFIXES):
-            raise DomainError(f"'{key}' is set by the portal", field="pod_annotations")
-        if not isinstance(value, str):
-            raise DomainError(f"the value of '{key}' must be a string", field="pod_annotations")
-    return annotations
-
-
 def _validate_promotion(promotion: Promotion) -> None:
     if promotion.mode not in PromotionMode.values:
         allowed = ", ".join(PromotionMode.values)
@@ -160,7 +147,6 @@ def _new_revision(
     deployment: Deployment,
     request: ServingRequest,
     admission: Admission,
-    pod_annotations: dict[str, str],
 ) -> DeploymentRevision:
     number = (deployment.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
     assert request.model.current_revision is not None
@@ -170,7 +156,6 @@ def _new_revision(
         model_revision=request.model.current_revision,
         tier=request.tier,
         created_by=actor.user_or_none,
-        pod_annotations=pod_annotations,
         **admission.values,
     )
 
@@ -252,10 +237,11 @@ def create_deployment(
     _validate_name(name)
     promotion = promotion or Promotion()
     _validate_promotion(promotion)
-    annotations = validate_pod_annotations(pod_annotations or {})
+    if pod_annotations is not None:
+        request = replace(request, pod_annotations=pod_annotations)
     if Deployment.objects.for_tenant(tenant).filter(name=name).exists():
         raise Conflict(f"a deployment named '{name}' already exists", field="name")
-    admission = admit(tenant, request, None)
+    admission = admit(tenant, request, None, name=name)
     try:
         with transaction.atomic():
             deployment = Deployment.objects.create(
@@ -267,7 +253,7 @@ def create_deployment(
             )
     except IntegrityError:
         raise Conflict(f"a deployment named '{name}' already exists", field="name") from None
-    revision = _new_revision(actor, deployment, request, admission, annotations)
+    revision = _new_revision(actor, deployment, request, admission)
     audit.record(
         actor,
         "deployment.create",
@@ -301,9 +287,10 @@ def change_deployment(
             field="deployment",
             code="rollout_in_progress",
         )
-    annotations = validate_pod_annotations(pod_annotations or {})
+    if pod_annotations is not None:
+        request = replace(request, pod_annotations=pod_annotations)
     admission = admit(deployment.tenant, request, deployment)
-    revision = _new_revision(actor, deployment, request, admission, annotations)
+    revision = _new_revision(actor, deployment, request, admission)
     Deployment.objects.filter(pk=deployment.pk).update(tier=request.tier, model=request.model)
     return (
         revision,
@@ -348,6 +335,7 @@ def deploy_revision(
     request = ServingRequest(
         model=model,
         tier=revision.tier,
+        engine=revision.engine,
         quantize=revision.quantize,
         dtype=revision.dtype,
         kv_cache_dtype=revision.kv_cache_dtype,
@@ -360,6 +348,7 @@ def deploy_revision(
         max_replicas=revision.max_replicas,
         autoscaling=revision.autoscaling,
         queue_size_target=revision.queue_size_target,
+        pod_annotations=revision.pod_annotations or {},
     )
     # The revision pins its own model commit; admission checks the model's access and licence.
     admit(deployment.tenant, request, deployment)

@@ -6,8 +6,10 @@ import hashlib
 import re
 
 from deployments.autoscaling import replica_bounds
-from deployments.models import DeploymentRevision, Tier
+from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
 from deployments.rendering import ModelRevisionSpec, OwnerRef, ServingSpec, TenantSpec, TierSpec
+from deployments.rendering.constants import PROGRESS_DEADLINE_SECONDS
+from engines import get_engine
 from models_registry.models import HubCredential, ModelRevision
 from tenants.models import Tenant, TenantQuota
 
@@ -24,7 +26,8 @@ def tenant_spec(tenant: Tenant) -> TenantSpec:
     )
 
 
-def tier_spec(tier: Tier) -> TierSpec:
+def tier_spec(tier: Tier, image: str) -> TierSpec:
+    """The tier as the renderers see it, running `image` (the revision's engine image)."""
     return TierSpec(
         name=tier.slug,
         node_selector={"inference.portal/pool": tier.node_pool, **tier.node_selector},
@@ -34,7 +37,7 @@ def tier_spec(tier: Tier) -> TierSpec:
         gpus_per_replica=tier.gpus_per_replica,
         cpu_request=tier.cpu_request,
         memory_request=tier.memory_request,
-        image=tier.tgi_image,
+        image=image,
     )
 
 
@@ -54,10 +57,19 @@ def model_spec(model_revision: ModelRevision) -> ModelRevisionSpec:
         weights_pvc_name=weights_pvc_name(registered.repo_id, model_revision.commit_sha),
         weights_size_bytes=max(1, model_revision.weights_bytes),
         trust_remote_code=trust,
+        # Unknown (registered before the portal recorded it) keeps the chat check.
+        has_chat_template=model_revision.has_chat_template is not False,
     )
 
 
-def serving_spec(revision: DeploymentRevision, owner: OwnerRef | None = None) -> ServingSpec:
+def serving_spec(
+    revision: DeploymentRevision,
+    owner: OwnerRef | None = None,
+    *,
+    progress_deadline_seconds: int = PROGRESS_DEADLINE_SECONDS,
+) -> ServingSpec:
+    """The complete spec of a revision; admission builds it from the unsaved row, the rollout
+    and the reconciler from the stored one, so all three render the same objects."""
     deployment = revision.deployment
     has_token = HubCredential.objects.for_tenant(deployment.tenant).exists()
     # The HPA never scales beyond what the tenant's quota allows now (it may have been lowered).
@@ -71,7 +83,11 @@ def serving_spec(revision: DeploymentRevision, owner: OwnerRef | None = None) ->
         tenant=tenant_spec(deployment.tenant),
         deployment_name=deployment.name,
         revision_number=revision.number,
-        tier=tier_spec(revision.tier),
+        # Revisions admitted by admit() pin their image; a row written directly (tests, benches)
+        # runs what its tier offers for its engine now.
+        tier=tier_spec(
+            revision.tier, revision.image or revision.tier.image_for(revision.engine) or ""
+        ),
         model=model_spec(revision.model_revision),
         max_input_tokens=revision.max_input_tokens,
         max_total_tokens=revision.max_total_tokens,
@@ -87,4 +103,29 @@ def serving_spec(revision: DeploymentRevision, owner: OwnerRef | None = None) ->
         queue_size_target=revision.queue_size_target,
         hf_token_secret_name="hf-token" if has_token else None,
         owner=owner,
+        engine=get_engine(revision.engine),
+        pod_annotations=revision.pod_annotations or {},
+        progress_deadline_seconds=progress_deadline_seconds,
     )
+
+
+def active_serving_spec(deployment: Deployment) -> ServingSpec | None:
+    """The spec the serving colour was rolled out with (None before any side serves).
+
+    The progress deadline is the one of the rollout that brought that revision to that colour,
+    so re-rendering gives the Deployment that rollout applied."""
+    revision = deployment.active_revision
+    if revision is None or not deployment.active_colour:
+        return None
+    deadline = (
+        Rollout.objects.filter(
+            deployment=deployment,
+            revision=revision,
+            colour=deployment.active_colour,
+            traffic_switched=True,
+        )
+        .order_by("-started_at", "-id")
+        .values_list("progress_deadline_seconds", flat=True)
+        .first()
+    )
+    return serving_spec(revision, progress_deadline_seconds=deadline or PROGRESS_DEADLINE_SECONDS)

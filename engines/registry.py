@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from engines.base import InferenceEngine
+from engines.sglang import SGLANG_ENGINE
 from engines.tgi import TGI_ENGINE
+from engines.vllm import VLLM_ENGINE
 
-ENGINES: dict[str, InferenceEngine] = {engine.name: engine for engine in (TGI_ENGINE,)}
+ENGINES: dict[str, InferenceEngine] = {
+    engine.name: engine for engine in (TGI_ENGINE, VLLM_ENGINE, SGLANG_ENGINE)
+}
 DEFAULT_ENGINE = TGI_ENGINE.name
 
 

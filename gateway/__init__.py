@@ -1,1 +1,1 @@
-"""OpenAI-compatible gateway in front of tenants' TGI deployments (rate limiting so far)."""
+"""OpenAI-compatible gateway in front of tenants' deployments, whatever their engine."""

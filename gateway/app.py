@@ -1,4 +1,4 @@
-"""The OpenAI-compatible gateway: one stable endpoint per tenant in front of its TGI pods.
+"""The OpenAI-compatible gateway: one stable endpoint per tenant in front of its serving pods.
 
 A plain ASGI application (no framework: every microsecond here is added to every token
 stream). Per request, in order, and without touching the database:
@@ -33,6 +33,8 @@ import aiohttp
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from engines import DEFAULT_ENGINE, ENGINES, InferenceEngine
+from engines.base import HttpCall
 from gateway import errors, metering
 from gateway.endpoints import Upstreams
 from gateway.errors import GatewayError
@@ -325,7 +327,7 @@ class Gateway:
         param = "max_tokens"
         if requested is None and body.get("max_completion_tokens") is not None:
             requested, param = body.pop("max_completion_tokens"), "max_completion_tokens"
-            changed = True  # TGI knows max_tokens only
+            changed = True  # TGI knows max_tokens only (vLLM and SGLang take both)
         if requested is not None and (
             isinstance(requested, bool) or not isinstance(requested, int) or requested < 1
         ):
@@ -387,20 +389,29 @@ class Gateway:
 
     async def _count_input(self, route: Route, body: dict[str, Any], path: str) -> int:
         """Exact input tokens from the model server's own tokenizer (the longest prompt when a
-        completion request carries several)."""
+        completion request carries several), through the route's engine's tokenize call."""
+        engine = ENGINES.get(route.engine, ENGINES[DEFAULT_ENGINE])
         if path == CHAT_PATH:
-            request = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-            return len(await self._tokenize(route, "/chat_tokenize", request))
+            messages = body.get("messages")
+            if not isinstance(messages, list):
+                raise errors.invalid("'messages' must be a list of messages", "messages")
+            call = engine.tokenize_chat(body)
+            if call is not None:
+                return await self._tokenize(route, engine, call)
+            # No chat tokenizer (SGLang): the messages' text without the template's tokens, a
+            # lower bound. Refusals stay certain; the answer's usage settles the exact count.
+            texts = [_message_text(message) for message in messages]
+            return await self._tokenize(route, engine, engine.tokenize_text("\n".join(texts)))
         prompt = body.get("prompt")
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
             raise errors.invalid("'prompt' must be a string or a list of strings", "prompt")
-        counts = [len(await self._tokenize(route, "/tokenize", {"inputs": p})) for p in prompts]
+        counts = [await self._tokenize(route, engine, engine.tokenize_text(p)) for p in prompts]
         return max(counts, default=0)
 
-    async def _tokenize(self, route: Route, endpoint: str, request: dict[str, Any]) -> list[Any]:
-        """The token list TGI's ``/tokenize`` or ``/chat_tokenize`` returns."""
-        async with self._upstream(route, endpoint, orjson.dumps(request)) as response:
+    async def _tokenize(self, route: Route, engine: InferenceEngine, call: HttpCall) -> int:
+        """The token count the engine's tokenize route answers for ``call``."""
+        async with self._upstream(route, call.path, orjson.dumps(call.payload)) as response:
             payload = await response.read()
             if response.status != 200:
                 raise errors.from_upstream(response.status, payload)
@@ -408,9 +419,8 @@ class Gateway:
             answer = orjson.loads(payload)
         except orjson.JSONDecodeError:
             answer = None
-        if endpoint == "/chat_tokenize" and isinstance(answer, dict):
-            answer = answer.get("tokenize_response")
-        if not isinstance(answer, list):
+        count = engine.token_count(call, answer)
+        if count is None:
             raise GatewayError(
                 502,
                 "the model server's tokenizer answered unreadably",
@@ -418,7 +428,7 @@ class Gateway:
                 "upstream_error",
                 type="server_error",
             )
-        return answer
+        return count
 
     async def _reserve(self, call: Call) -> None:
         assert call.key is not None
@@ -548,8 +558,9 @@ class Gateway:
         if call.usage_known:
             used = call.prompt_tokens + call.completion_tokens
         else:
-            # Cut short (client gone, upstream broke): charge what was streamed, each TGI event
-            # carrying one token, plus the prompt estimate; nothing when nothing was served.
+            # Cut short (client gone, upstream broke): charge what was streamed (an event carries
+            # about one token with every engine), plus the prompt estimate; nothing when nothing
+            # was served.
             used = call.prompt_tokens + call.streamed_events if call.streamed_events else 0
         try:
             await self.limiter.settle(decision.reservation, used)
@@ -723,3 +734,17 @@ def _pass_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]
 
 def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode(), v.encode()) for k, v in headers.items()]
+
+
+def _message_text(message: Any) -> str:
+    """The text of a chat message (string content or the text parts of a content list)."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""

@@ -52,7 +52,10 @@ def upstream_unavailable(message: str) -> GatewayError:
 
 
 def from_upstream(status: int, payload: bytes) -> GatewayError:
-    """Map a TGI error response (``{"error": "...", "error_type": "..."}``) to OpenAI's shape."""
+    """Map a model server's error to OpenAI's shape: TGI's ``{"error": "...", "error_type":
+    "..."}``, vLLM's ``{"error": {"message": ...}}`` and SGLang's flat ``{"message": ...,
+    "type": ...}`` (vllm/entrypoints/openai/protocol.py ErrorResponse; sglang's
+    entrypoints/openai/protocol.py ErrorResponse)."""
     message, error_type = f"the model server answered {status}", ""
     try:
         parsed = orjson.loads(payload)
@@ -64,10 +67,12 @@ def from_upstream(status: int, payload: bytes) -> GatewayError:
             message, error_type = inner, str(parsed.get("error_type") or "")
         elif isinstance(inner, dict) and isinstance(inner.get("message"), str):
             message = inner["message"]
-    if status == 422 or error_type in ("validation", "template"):
+        elif isinstance(parsed.get("message"), str):
+            message = parsed["message"]
+    if status in (400, 422) or error_type in ("validation", "template"):
         return GatewayError(400, message, error_type or "invalid_value", "invalid_request")
     if status == 429 or error_type == "overloaded":
-        # TGI's own queue is full. Not the tenant's rate limit: say so, and let clients retry.
+        # The server's own queue is full. Not the tenant's rate limit: say so; clients retry.
         return GatewayError(
             503,
             f"the model server is overloaded, retry shortly ({message})",

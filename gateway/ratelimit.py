@@ -30,13 +30,14 @@ API key (its id or public prefix), never the secret itself. Entry ids are Redis 
 per-limit counter, unique even for simultaneous requests from different processes.
 
 Redis unreachable: FAIL OPEN. The limiter guards fairness and cost between tenants, not security,
-and a Redis outage must not take every tenant's inference down with it; TGI bounds its own queue
-(``max_concurrent_requests``), so the GPUs stay protected. Calls never hang: the client has socket
-timeouts of a few hundred milliseconds and no retries (see ``redis_client``), each call also runs
-under a hard ``asyncio.timeout``, and after a failure this process skips Redis for ``cooldown``
-seconds so requests do not each pay the timeout. Such decisions carry ``degraded=True`` (log it,
-count it, alert on it). A per-process local fallback limiter was left out: without knowing the
-replica count it would enforce the wrong limit, which is the bug we are avoiding.
+and a Redis outage must not take every tenant's inference down with it; the engines bound what
+runs at once (``max_concurrent_requests``), so the GPUs stay protected. Calls never hang: the
+client has socket timeouts of a few hundred milliseconds and no retries (see ``redis_client``),
+each call also runs under a hard ``asyncio.timeout``, and after a failure this process skips
+Redis for ``cooldown`` seconds so requests do not each pay the timeout. Such decisions carry
+``degraded=True`` (log it, count it, alert on it). A per-process local fallback limiter was left
+out: without knowing the replica count it would enforce the wrong limit, which is the bug we are
+avoiding.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from deployments.models import Deployment
 from deployments.rendering.constants import NAME_PREFIX
 from deployments.rendering.meta import bounded_name
+from engines import DEFAULT_ENGINE
 from tenants.models import GatewayKey, Tenant
 
 
@@ -60,6 +61,8 @@ class Route:
     max_input_tokens: int
     max_total_tokens: int
     created: int
+    # The engine serving the active revision (engines.ENGINES key): how to count input tokens.
+    engine: str = DEFAULT_ENGINE
 
 
 @dataclass(frozen=True)
@@ -126,5 +129,6 @@ def load_snapshot() -> Snapshot:
             max_input_tokens=revision.max_input_tokens,
             max_total_tokens=revision.max_total_tokens,
             created=int(deployment.created_at.timestamp()),
+            engine=getattr(revision, "engine", "") or DEFAULT_ENGINE,
         )
     return Snapshot(keys_by_hash=keys, routes=routes)

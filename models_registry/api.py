@@ -50,6 +50,7 @@ def facts_summary(facts: ModelFacts) -> dict[str, Any]:
         "quantization_method": facts.quantization_method,
         "requires_custom_code": facts.requires_custom_code,
         "custom_code_reason": facts.custom_code_reason,
+        "has_chat_template": facts.has_chat_template,
     }
 
 

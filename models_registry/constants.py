@@ -1,4 +1,6 @@
-"""Facts about TGI and the Hub that the registry's decisions rest on."""
+"""Facts about the Hub (and TGI's native model types) that the registry's decisions rest on."""
+
+from engines import ENGINES
 
 # Serving only makes sense for text generation; anything else is refused at registration.
 ACCEPTED_PIPELINE_TAGS = frozenset({"text-generation"})
@@ -83,28 +85,22 @@ DTYPE_BYTES: dict[str, float] = {
     "BOOL": 1,
 }
 
-# Quantization TGI applies while loading a 16-bit checkpoint, with the weight size it leaves
-# relative to 16 bits.
+# Quantization is each engine's business (engines/<name>: ``quantization``); the fit check asks
+# the engine. These union every engine's values for callers that accept any of them (the fit
+# API's validation) until they ask per engine.
 ON_THE_FLY_QUANTIZATION: dict[str, float] = {
-    "bitsandbytes": 0.5,
-    "bitsandbytes-nf4": 0.25,
-    "bitsandbytes-fp4": 0.25,
-    "eetq": 0.5,
-    "fp8": 0.5,
+    method: factor
+    for engine in ENGINES.values()
+    for method, factor in engine.quantization.on_the_fly.items()
 }
-
-# Quantization that needs a checkpoint quantized that way, by the checkpoint's quant_method.
 PRE_QUANTIZED_OPTIONS: dict[str, tuple[str, ...]] = {
-    "awq": ("awq",),
-    "gptq": ("gptq", "marlin"),
-    "marlin": ("marlin",),
-    "exl2": ("exl2",),
-    "compressed-tensors": ("compressed-tensors",),
+    method: tuple(
+        dict.fromkeys(
+            option
+            for engine in ENGINES.values()
+            for option in engine.quantization.pre_quantized.get(method, ())
+        )
+    )
+    for engine in ENGINES.values()
+    for method in engine.quantization.pre_quantized
 }
-# Methods that force float16 in TGI.
-FLOAT16_ONLY = frozenset({"awq", "gptq", "marlin", "exl2"})
-
-# TGI keeps 10 % of free memory back (TGI_WIGGLE_ROOM = 0.90) when sizing the KV cache.
-TGI_MEMORY_FRACTION_FOR_KV = 0.90
-# CUDA context, NCCL buffers and activation scratch per GPU, beyond weights and KV cache.
-RUNTIME_OVERHEAD_BYTES = 1_500_000_000

@@ -4,8 +4,12 @@ weights  = Σ parameters(dtype) × bytes(dtype) as served (16-bit for plain chec
            scaled for on-the-fly quantization, as stored for pre-quantized ones) / shards
 kv/token = 2 × layers × ceil(kv_heads / shards) × head_dim × bytes(kv dtype)   (per GPU)
 kv       = kv/token × max_total_tokens × concurrent sequences
-usable   = (gpu_memory − weights − runtime overhead) × 0.90   (TGI's wiggle room)
+usable   = (gpu_memory × (1 − engine reserve) − weights − engine overhead) × engine KV share
 fits     ⇔ kv ≤ usable
+
+The engine decides which quantizations a checkpoint allows and its memory numbers
+(``engines/<name>``: ``quantization`` and ``memory``): TGI keeps 10 % of what is left after
+weights (TGI_WIGGLE_ROOM), vLLM and SGLang use a fixed share of the whole GPU.
 """
 
 from __future__ import annotations
@@ -15,14 +19,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from models_registry.constants import (
-    DTYPE_BYTES,
-    FLOAT16_ONLY,
-    ON_THE_FLY_QUANTIZATION,
-    PRE_QUANTIZED_OPTIONS,
-    RUNTIME_OVERHEAD_BYTES,
-    TGI_MEMORY_FRACTION_FOR_KV,
-)
+from engines import DEFAULT_ENGINE, InferenceEngine, get_engine
+from models_registry.constants import DTYPE_BYTES
 
 GB = 1_000_000_000
 KIB = 1024
@@ -71,6 +69,11 @@ class ServingChoice:
     num_shard: int = 1
     max_total_tokens: int = 4096
     concurrent_sequences: int = 8
+    engine: str = DEFAULT_ENGINE
+
+    @property
+    def serving_engine(self) -> InferenceEngine:
+        return get_engine(self.engine)
 
 
 @dataclass(frozen=True)
@@ -106,30 +109,33 @@ class TierFit:
     headroom_bytes: int
 
 
-def valid_quantizations(quantization_method: str) -> list[str | None]:
-    """Quantize options TGI accepts for this checkpoint (None: as the checkpoint is)."""
-    if quantization_method:
-        return [None, *PRE_QUANTIZED_OPTIONS.get(quantization_method, ())]
-    return [None, *ON_THE_FLY_QUANTIZATION]
+def valid_quantizations(quantization_method: str, engine: str = DEFAULT_ENGINE) -> list[str | None]:
+    """Quantize options the engine accepts for this checkpoint (None: as the checkpoint is)."""
+    return get_engine(engine).quantization.valid_for(quantization_method)
 
 
 def quantization_problem(shape: ModelShape, choice: ServingChoice) -> str:
-    """Why TGI would refuse this combination, or ""."""
-    allowed = valid_quantizations(shape.quantization_method)
+    """Why the engine would refuse this combination, or ""."""
+    engine = choice.serving_engine
+    table = engine.quantization
+    allowed = table.valid_for(shape.quantization_method)
+    method = shape.quantization_method
+    if method and method not in table.pre_quantized:
+        return f"{engine.label} cannot serve {method}-quantized checkpoints"
     if choice.quantize not in allowed:
-        if shape.quantization_method:
+        if method:
             return (
-                f"the checkpoint is {shape.quantization_method}-quantized; "
-                "quantize must be one of: " + ", ".join(q or "none (as stored)" for q in allowed)
+                f"the checkpoint is {shape.quantization_method}-quantized; quantize must be "
+                "one of: " + ", ".join(q or "none (as stored)" for q in allowed)
             )
         return (
             f"'{choice.quantize}' needs a checkpoint quantized that way; this one is not "
-            "(on the fly: " + ", ".join(ON_THE_FLY_QUANTIZATION) + ")"
+            f"({engine.label} quantizes on the fly: " + ", ".join(table.on_the_fly) + ")"
         )
     effective = choice.quantize or shape.quantization_method
-    if effective == "exl2" and choice.num_shard > 1:
-        return "exl2 checkpoints cannot be sharded across GPUs (num_shard must be 1)"
-    if effective in FLOAT16_ONLY and choice.dtype == "bfloat16":
+    if effective in table.no_tensor_parallel and choice.num_shard > 1:
+        return f"{effective} checkpoints cannot be sharded across GPUs (num_shard must be 1)"
+    if effective in table.float16_only and choice.dtype == "bfloat16":
         return f"{effective} runs in float16 only; dtype bfloat16 is not possible"
     return ""
 
@@ -145,8 +151,9 @@ def _weights_bytes(shape: ModelShape, choice: ServingChoice) -> tuple[int, str]:
     # Plain checkpoints load in 16-bit (float32 checkpoints are halved); 8-bit ones stay 8-bit.
     sixteen_bit = sum(count * min(DTYPE_BYTES.get(dtype, 2), 2) for dtype, count in params.items())
     total = sum(params.values())
-    if choice.quantize in ON_THE_FLY_QUANTIZATION:
-        factor = ON_THE_FLY_QUANTIZATION[choice.quantize]
+    on_the_fly = choice.serving_engine.quantization.on_the_fly
+    if choice.quantize is not None and choice.quantize in on_the_fly:
+        factor = on_the_fly[choice.quantize]
         return int(sixteen_bit * factor), (
             f"{total:,} parameters × 2 B (16-bit) × {factor:g} for {choice.quantize}"
         )
@@ -166,7 +173,8 @@ def estimate(shape: ModelShape, choice: ServingChoice) -> Estimate:
     )
     per_token_gpu = 2 * shape.num_hidden_layers * kv_heads_per_gpu * shape.head_dim * kv_bytes
     kv_per_gpu = per_token_gpu * choice.max_total_tokens * choice.concurrent_sequences
-    required = weights_per_gpu + kv_per_gpu + RUNTIME_OVERHEAD_BYTES
+    memory = choice.serving_engine.memory
+    required = weights_per_gpu + kv_per_gpu + memory.runtime_overhead_bytes
     explanation = [
         f"Weights: {weights_why} = {weights_total / GB:.2f} GB"
         + (f", {weights_per_gpu / GB:.2f} GB per GPU across {shards} shards" if shards > 1 else ""),
@@ -180,9 +188,8 @@ def estimate(shape: ModelShape, choice: ServingChoice) -> Estimate:
         ),
         f"KV cache for {choice.concurrent_sequences} sequences × "
         f"{choice.max_total_tokens:,} tokens: {kv_per_gpu / GB:.2f} GB per GPU",
-        f"Runtime overhead (CUDA context, activations): {RUNTIME_OVERHEAD_BYTES / GB:.1f} GB "
-        f"per GPU; TGI keeps {100 - round(TGI_MEMORY_FRACTION_FOR_KV * 100)}% of the rest "
-        "in reserve",
+        f"Runtime overhead (CUDA context, activations): "
+        f"{memory.runtime_overhead_bytes / GB:.1f} GB per GPU; {memory.explanation}",
     ]
     return Estimate(
         weights_bytes_total=weights_total,
@@ -190,7 +197,7 @@ def estimate(shape: ModelShape, choice: ServingChoice) -> Estimate:
         kv_bytes_per_token_total=per_token_total,
         kv_bytes_per_token_per_gpu=per_token_gpu,
         kv_bytes_per_gpu=kv_per_gpu,
-        runtime_overhead_bytes=RUNTIME_OVERHEAD_BYTES,
+        runtime_overhead_bytes=memory.runtime_overhead_bytes,
         required_bytes_per_gpu=required,
         explanation=explanation,
     )
@@ -205,21 +212,23 @@ def fit_tier(shape: ModelShape, choice: ServingChoice, tier: TierCapacity) -> Ti
         num_shard=tier.gpus_per_replica,
         max_total_tokens=choice.max_total_tokens,
         concurrent_sequences=choice.concurrent_sequences,
+        engine=choice.engine,
     )
     problem = quantization_problem(shape, on_tier)
     if problem:
         return TierFit(tier, None, False, problem, 0, 0)
     result = estimate(shape, on_tier)
-    gpu_bytes = int(tier.gpu_memory_gb * GB)
+    memory = choice.serving_engine.memory
+    gpu_bytes = int(tier.gpu_memory_gb * GB * Decimal(str(1 - memory.reserved_fraction_of_total)))
     after_weights = gpu_bytes - result.weights_bytes_per_gpu - result.runtime_overhead_bytes
-    usable_for_kv = max(0, int(after_weights * TGI_MEMORY_FRACTION_FOR_KV))
+    usable_for_kv = max(0, int(after_weights * memory.fraction_for_kv))
     per_sequence = result.kv_bytes_per_token_per_gpu * choice.max_total_tokens
     max_sequences = usable_for_kv // per_sequence if per_sequence else 0
     headroom = usable_for_kv - result.kv_bytes_per_gpu
     if after_weights <= 0:
         reason = (
             f"weights alone need {result.weights_bytes_per_gpu / GB:.1f} GB per GPU "
-            f"(+{RUNTIME_OVERHEAD_BYTES / GB:.1f} GB runtime) of {tier.gpu_memory_gb} GB"
+            f"(+{result.runtime_overhead_bytes / GB:.1f} GB runtime) of {tier.gpu_memory_gb} GB"
         )
         return TierFit(tier, result, False, reason, 0, headroom)
     if headroom < 0:

@@ -40,6 +40,7 @@ class ModelFacts:
     quantization_bits: int | None
     requires_custom_code: bool
     custom_code_reason: str
+    has_chat_template: bool = False
     files: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -102,8 +103,35 @@ def custom_code_reason(config: dict[str, Any], tags: list[str]) -> str:
     return ""
 
 
-def extract_facts(info: Any, config: dict[str, Any], requested_revision: str) -> ModelFacts:
-    """Facts from a huggingface_hub ModelInfo and the full config.json of the same commit."""
+# transformers (>= 4.50) may save the template beside tokenizer_config.json instead of inside it.
+CHAT_TEMPLATE_FILES = ("chat_template.jinja",)
+
+
+def has_chat_template(tokenizer_config: dict[str, Any] | None, file_names: list[str]) -> bool:
+    """Whether a commit ships a chat template, as transformers finds one when loading it.
+
+    tokenizer_config.json's `chat_template` is one template (a string) or a list of named ones;
+    an empty string or list is no template. Models without one (base models) cannot serve chat
+    requests: TGI answers 422 "Template error: template not found".
+    """
+    if any(name in CHAT_TEMPLATE_FILES for name in file_names):
+        return True
+    template = (tokenizer_config or {}).get("chat_template")
+    if isinstance(template, str):
+        return bool(template.strip())
+    if isinstance(template, list):
+        return any(isinstance(item, dict) and item.get("template") for item in template)
+    return False
+
+
+def extract_facts(
+    info: Any,
+    config: dict[str, Any],
+    requested_revision: str,
+    tokenizer_config: dict[str, Any] | None = None,
+) -> ModelFacts:
+    """Facts from a huggingface_hub ModelInfo and the full config.json and tokenizer_config.json
+    of the same commit (None when the commit has no tokenizer_config.json)."""
     text = _text_config(config)
     safetensors = _attr(info, "safetensors")
     parameters = dict(getattr(safetensors, "parameters", {}) or {}) if safetensors else {}
@@ -154,6 +182,7 @@ def extract_facts(info: Any, config: dict[str, Any], requested_revision: str) ->
         quantization_bits=quantization.get("bits"),
         requires_custom_code=bool(custom_code_reason(config, tags)),
         custom_code_reason=custom_code_reason(config, tags),
+        has_chat_template=has_chat_template(tokenizer_config, [str(f["name"]) for f in files]),
         files=files,
         config=config,
     )
@@ -179,4 +208,9 @@ def describe_changes(old: dict[str, Any], new: ModelFacts) -> dict[str, Any]:
             if old_config.get(key) != new_config.get(key)
         },
         "license": [old.get("license"), new.license] if old.get("license") != new.license else None,
+        "chat_template": (
+            [old.get("has_chat_template"), new.has_chat_template]
+            if old.get("has_chat_template") not in (None, new.has_chat_template)
+            else None
+        ),
     }

@@ -76,6 +76,15 @@ class ModelRevision(models.Model):
     quantization_bits = models.PositiveSmallIntegerField(null=True, blank=True)
     requires_custom_code = models.BooleanField(default=False)
     custom_code_reason = models.CharField(max_length=300, blank=True)
+    has_chat_template = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Whether the commit ships a chat template (tokenizer_config.json's chat_template or "
+            "chat_template.jinja). False: a base model, served for completions only. Empty: "
+            "registered before the portal recorded it."
+        ),
+    )
     files = models.JSONField(default=list, blank=True)
     config = models.JSONField(default=dict, blank=True, help_text="The full config.json.")
     created_by = models.ForeignKey(

@@ -45,6 +45,7 @@ class RevisionSerializer(serializers.ModelSerializer):
             "quantization_bits",
             "requires_custom_code",
             "custom_code_reason",
+            "has_chat_template",
             "created_at",
         )
         read_only_fields = fields
@@ -162,6 +163,9 @@ class ModelFactsSerializer(serializers.Serializer):
     quantization_method = serializers.CharField()
     requires_custom_code = serializers.BooleanField()
     custom_code_reason = serializers.CharField()
+    has_chat_template = serializers.BooleanField(
+        help_text="False for a base model: chat requests are refused, completions work"
+    )
 
 
 class ModelChangesSerializer(serializers.Serializer):
@@ -178,6 +182,11 @@ class ModelChangesSerializer(serializers.Serializer):
         child=serializers.CharField(allow_null=True),
         allow_null=True,
         help_text="[old, new] when the licence changes, else null",
+    )
+    chat_template = serializers.ListField(
+        child=serializers.BooleanField(),
+        allow_null=True,
+        help_text="[old, new] when the commit gains or loses its chat template, else null",
     )
 
 

@@ -172,7 +172,14 @@ def _facts(client: HubClient, repo_id: str, revision: str) -> ModelFacts:
             field="repo_id",
             code="no_config",
         )
-    return extract_facts(info, config, revision)
+    sha = str(info.sha)
+    file_names = {sibling.rfilename for sibling in getattr(info, "siblings", None) or []}
+    tokenizer_config = (
+        client.read_json(repo_id, sha, "tokenizer_config.json")
+        if "tokenizer_config.json" in file_names
+        else None
+    )
+    return extract_facts(info, config, revision, tokenizer_config)
 
 
 def _warnings(facts: ModelFacts) -> list[str]:
@@ -264,6 +271,7 @@ def preview_update(model: RegisteredModel, revision: str | None = None) -> Updat
         "files": current.files if current else [],
         "config": current.config if current else {},
         "license": current.license if current else None,
+        "has_chat_template": current.has_chat_template if current else None,
     }
     return UpdatePreview(facts=facts, changes=describe_changes(old, facts))
 

@@ -32,6 +32,16 @@ LABEL_MODEL: Final = "inference.portal/model"
 LABEL_MODEL_SHA: Final = "inference.portal/model-sha"
 LABEL_TIER: Final = "inference.portal/tier"
 LABEL_BACKEND: Final = "inference.backend"
+# The app.kubernetes.io/name of every serving pod, whatever its engine. It is part of the
+# Deployments' selectors (immutable in apps/v1) and of the Services' selectors: an engine-specific
+# value would make switching a deployment's engine re-apply a colour with another selector (the
+# API server refuses) and leave the active Service selecting nothing until promotion. The value
+# is TGI's historical one so that deployments created before engines were plug-ins keep working;
+# the engine is in LABEL_BACKEND.
+SERVING_APP_NAME: Final = "text-generation-inference"
+# The serving container's port name: Services and the NetworkPolicy refer to it by name, so
+# they reach either colour whatever port its engine listens on.
+SERVING_PORT_NAME: Final = "http"
 
 # Annotations (values may be longer than a label allows)
 ANNOTATION_MODEL_ID: Final = "inference.portal/model-id"

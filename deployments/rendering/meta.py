@@ -105,7 +105,7 @@ def selector_labels(spec: ServingSpec, colour: Colour | None = None) -> dict[str
     apps/v1) when its idle side is re-applied with a new revision.
     """
     labels = {
-        c.LABEL_NAME: spec.engine.app_name,
+        c.LABEL_NAME: c.SERVING_APP_NAME,
         c.LABEL_DEPLOYMENT: spec.deployment_name,
     }
     if colour is not None:
@@ -120,7 +120,7 @@ def deployment_labels(spec: ServingSpec) -> dict[str, str]:
     describe the newest spec rather than what the object currently routes to.
     """
     return {
-        c.LABEL_NAME: spec.engine.app_name,
+        c.LABEL_NAME: c.SERVING_APP_NAME,
         c.LABEL_INSTANCE: spec.deployment_name,
         c.LABEL_COMPONENT: c.COMPONENT_INFERENCE_SERVER,
         c.LABEL_PART_OF: c.PART_OF,

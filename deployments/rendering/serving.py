@@ -26,10 +26,15 @@ from deployments.rendering.meta import (
     root_name,
     selector_labels,
 )
-from deployments.rendering.specs import Colour, ServingSpec, check_colour, other_colour
+from deployments.rendering.specs import (
+    RESERVED_ANNOTATION_PREFIXES,
+    Colour,
+    ServingSpec,
+    check_colour,
+    other_colour,
+)
 
 # Keys the portal sets on pod templates; extra annotations may not override them.
-_RESERVED_ANNOTATION_PREFIXES = ("inference.portal/", "prometheus.io/")
 
 
 def render_deployment_root(spec: ServingSpec) -> dict[str, Any]:
@@ -81,13 +86,14 @@ def _tolerations(spec: ServingSpec) -> list[dict[str, Any]]:
 
 def _http_probe(
     spec: ServingSpec,
+    path: str,
     *,
     period: int,
     failure_threshold: int,
     timeout: int = c.PROBE_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     return {
-        "httpGet": {"path": spec.engine.health_path, "port": spec.engine.port, "scheme": "HTTP"},
+        "httpGet": {"path": path, "port": spec.engine.port, "scheme": "HTTP"},
         "periodSeconds": period,
         "timeoutSeconds": timeout,
         "successThreshold": 1,
@@ -103,7 +109,7 @@ def _pod_annotations(spec: ServingSpec, extra: Mapping[str, str] | None) -> dict
         **model_annotations(spec.model),
     }
     for key, value in sorted((extra or {}).items()):
-        if key.startswith(_RESERVED_ANNOTATION_PREFIXES):
+        if key.startswith(RESERVED_ANNOTATION_PREFIXES):
             raise SpecError("extra_pod_annotations", f"{key!r} is set by the portal")
         if not isinstance(value, str):
             raise SpecError("extra_pod_annotations", f"{key!r} must map to a string")
@@ -153,9 +159,10 @@ def render_colour_deployment(
         "name": engine.container_name,
         "image": spec.tier.image,
         "imagePullPolicy": "IfNotPresent",
+        **({"command": command} if (command := engine.command()) else {}),
         "args": engine.args(spec),
         "env": engine.env(spec),
-        "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
+        "ports": [{"name": c.SERVING_PORT_NAME, "containerPort": engine.port, "protocol": "TCP"}],
         "resources": resources,
         "volumeMounts": [
             {"name": c.WEIGHTS_VOLUME, "mountPath": c.WEIGHTS_MOUNT_PATH, "readOnly": True},
@@ -165,14 +172,21 @@ def render_colour_deployment(
         # until then, so only the startup probe's budget bounds a slow start.
         "startupProbe": _http_probe(
             spec,
+            engine.probes.startup,
             period=c.STARTUP_PERIOD_SECONDS,
             failure_threshold=math.ceil(startup_timeout_seconds / c.STARTUP_PERIOD_SECONDS),
         ),
         "readinessProbe": _http_probe(
-            spec, period=c.READINESS_PERIOD_SECONDS, failure_threshold=c.READINESS_FAILURE_THRESHOLD
+            spec,
+            engine.probes.readiness,
+            period=c.READINESS_PERIOD_SECONDS,
+            failure_threshold=c.READINESS_FAILURE_THRESHOLD,
         ),
         "livenessProbe": _http_probe(
-            spec, period=c.LIVENESS_PERIOD_SECONDS, failure_threshold=c.LIVENESS_FAILURE_THRESHOLD
+            spec,
+            engine.probes.liveness,
+            period=c.LIVENESS_PERIOD_SECONDS,
+            failure_threshold=c.LIVENESS_FAILURE_THRESHOLD,
         ),
     }
     pod_spec = {
@@ -254,7 +268,10 @@ def _service(spec: ServingSpec, name: str, colour: Colour) -> dict[str, Any]:
                     "name": "http",
                     "protocol": "TCP",
                     "port": 80,
-                    "targetPort": spec.engine.port,
+                    # The container port's name, not its number: during an engine switch the
+                    # active Service (rendered from the new spec) still selects the old engine's
+                    # pods, whose port differs (TGI 80, vLLM 8000, SGLang 30000).
+                    "targetPort": c.SERVING_PORT_NAME,
                 }
             ],
         },
@@ -296,7 +313,7 @@ def _quantity(value: float) -> str:
 
 def render_hpa(spec: ServingSpec, colour: Colour) -> dict[str, Any] | None:
     """An autoscaling/v2 HPA on the colour's Deployment, scaling on the engine's per-pod queue
-    size (``tgi_queue_size`` for TGI); None when the spec does not autoscale.
+    size (the engine's ``queue_size_metric``); None when the spec does not autoscale.
 
     The Pods metric must be served by a custom metrics adapter (e.g. prometheus-adapter
     exposing the gauge under custom.metrics.k8s.io). GPU pods take minutes to become ready, so
@@ -397,7 +414,8 @@ def render_network_policy(
             "ingress": [
                 {
                     "from": [gateway_peer, prometheus_peer],
-                    "ports": [{"protocol": "TCP", "port": spec.engine.port}],
+                    # Named: both colours are admitted whatever engine each runs.
+                    "ports": [{"protocol": "TCP", "port": c.SERVING_PORT_NAME}],
                 }
             ],
         },

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from deployments.rendering.constants import DNS1123_LABEL_MAX, LABEL_VALUE_MAX
+from deployments.rendering.constants import (
+    DNS1123_LABEL_MAX,
+    LABEL_VALUE_MAX,
+    PROGRESS_DEADLINE_SECONDS,
+)
 from deployments.rendering.errors import SpecError
 from engines.registry import DEFAULT_ENGINE, ENGINES
 
@@ -33,6 +37,13 @@ _QUANTITY = re.compile(
 )
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+# Annotation keys the portal writes itself (scrape config, model provenance) or Kubernetes
+# reserves; a tenant's pod annotations may not set them. The only copy of this rule.
+RESERVED_ANNOTATION_PREFIXES = ("inference.portal/", "prometheus.io/", "kubernetes.io/")
+# A qualified name with an optional DNS-subdomain prefix (apimachinery validation.IsQualifiedName).
+_ANNOTATION_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
@@ -70,6 +81,18 @@ def _freeze_mapping(obj: Any, name: str) -> None:
     ):
         raise SpecError(name, "must map strings to strings")
     object.__setattr__(obj, name, dict(value))
+
+
+def check_pod_annotations(annotations: Any) -> None:
+    if not isinstance(annotations, Mapping):
+        raise SpecError("pod_annotations", "must be an object of annotation: value")
+    for key, value in annotations.items():
+        if not isinstance(key, str) or len(key) > 253 or not _ANNOTATION_KEY.match(key):
+            raise SpecError("pod_annotations", f"'{key}' is not a valid annotation key")
+        if key.startswith(RESERVED_ANNOTATION_PREFIXES):
+            raise SpecError("pod_annotations", f"'{key}' is set by the portal")
+        if not isinstance(value, str):
+            raise SpecError("pod_annotations", f"the value of '{key}' must be a string")
 
 
 @dataclass(frozen=True)
@@ -179,6 +202,8 @@ class ModelRevisionSpec:
     weights_pvc_name: str
     weights_size_bytes: int
     trust_remote_code: bool = False
+    # False for base models: the pre-promotion check then uses the engine's completion route.
+    has_chat_template: bool = True
 
     def __post_init__(self) -> None:
         if not _REPO_ID.match(self.repo_id) or len(self.repo_id) > 200:
@@ -218,6 +243,10 @@ class ServingSpec:
     hf_token_secret_name: str | None = None
     owner: OwnerRef | None = None
     engine: InferenceEngine = field(default=ENGINES[DEFAULT_ENGINE])
+    # The tenant's own annotations on the serving pods (e.g. a service mesh's).
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    # Seconds the Deployment controller allows before reporting ProgressDeadlineExceeded.
+    progress_deadline_seconds: int = PROGRESS_DEADLINE_SECONDS
 
     def __post_init__(self) -> None:
         _dns_label("deployment_name", self.deployment_name)
@@ -243,6 +272,9 @@ class ServingSpec:
                 raise SpecError(
                     "hf_token_secret_name", "must be a Secret name (DNS-1123 subdomain)"
                 )
+        check_pod_annotations(self.pod_annotations)
+        object.__setattr__(self, "pod_annotations", dict(self.pod_annotations))
+        _positive("progress_deadline_seconds", self.progress_deadline_seconds)
         self.engine.validate(self)
 
     @property

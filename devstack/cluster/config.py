@@ -31,6 +31,13 @@ CONTROLLER_MANAGER_PORT = env_port("PORTAL_CONTROLLER_MANAGER_PORT", 50257)
 SCHEDULER_PORT = env_port("PORTAL_SCHEDULER_PORT", 50259)
 KWOK_PORT = env_port("PORTAL_KWOK_PORT", 50247)
 PROMETHEUS_PORT = env_port("PORTAL_PROMETHEUS_PORT", 59090)
+# The simulated kubelet's HTTPS port (a real kubelet's 10250): every node advertises it as
+# daemonEndpoints.kubeletEndpoint, and the apiserver proxies pods/log there.
+KUBELET_PORT = env_port("PORTAL_KUBELET_PORT", 50250)
+# The node address the apiserver dials for kubelet requests: all simulated nodes' kubelet is
+# the one local process, so each node reports this loopback name as its InternalDNS address.
+KUBELET_ADDRESS_TYPE = "InternalDNS"
+KUBELET_HOSTNAME = "localhost"
 PORTAL_WEB_PORT = 8000
 GATEWAY_PORT = 8080
 

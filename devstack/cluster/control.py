@@ -25,6 +25,7 @@ from .processes import (
     foreign_owner,
     insecure_tls,
     running_pid,
+    stale_reason,
     stop,
     terminate,
 )
@@ -43,7 +44,7 @@ COMPONENT_ORDER = (
 )
 
 
-# The loopback ports each component listens on (the kubelet listens on none).
+# The loopback ports each component listens on.
 PORTS = {
     "etcd": (config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT),
     "kube-apiserver": (config.APISERVER_PORT,),
@@ -51,6 +52,7 @@ PORTS = {
     "kube-scheduler": (config.SCHEDULER_PORT,),
     "kwok": (config.KWOK_PORT,),
     "prometheus": (config.PROMETHEUS_PORT,),
+    "kubelet": (config.KUBELET_PORT,),
 }
 
 
@@ -178,6 +180,14 @@ def component_specs(layout: config.Layout) -> dict[str, ProcessSpec]:
                 "--max-requests-inflight=1000",
                 "--max-mutating-requests-inflight=500",
                 "--profiling=false",
+                # pods/log: the apiserver dials the node's kubelet endpoint (the simulated
+                # kubelet, devstack.kubelet.logs) with its own client certificate and checks
+                # the kubelet's serving certificate against the cluster CA.
+                f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={p / 'ca.crt'}",
+                f"--kubelet-preferred-address-types={config.KUBELET_ADDRESS_TYPE},"
+                "Hostname,InternalIP,ExternalDNS,ExternalIP",
             ],
             [
                 HealthProbe(f"{api}/livez", api_tls),
@@ -240,8 +250,12 @@ def component_specs(layout: config.Layout) -> dict[str, ProcessSpec]:
                 f"--cidr={config.POD_NETWORK}",
                 f"--server-address={host}:{config.KWOK_PORT}",
                 "--node-lease-duration-seconds=40",
+                # Reported by every node as daemonEndpoints.kubeletEndpoint.Port: where the
+                # apiserver finds the simulated kubelet's HTTPS server.
+                f"--node-port={config.KUBELET_PORT}",
             ],
             [HealthProbe(f"http://{host}:{config.KWOK_PORT}/healthz")],
+            config_files=[layout.kwok / "stages.yaml"],
         ),
     ]
     specs.append(
@@ -255,7 +269,18 @@ def component_specs(layout: config.Layout) -> dict[str, ProcessSpec]:
         specs.append(
             spec(
                 "kubelet",
-                [sys.executable, "-m", KUBELET_MODULE, "--kubeconfig", str(layout.kubeconfig)],
+                [
+                    sys.executable,
+                    "-m",
+                    KUBELET_MODULE,
+                    "--kubeconfig",
+                    str(layout.kubeconfig),
+                    f"--address={host}",
+                    f"--port={config.KUBELET_PORT}",
+                    f"--tls-cert-file={p / 'kubelet.crt'}",
+                    f"--tls-private-key-file={p / 'kubelet.key'}",
+                    f"--client-ca-file={p / 'ca.crt'}",
+                ],
                 [],
                 identity=KUBELET_MODULE,
                 env={**os.environ, "PYTHONPATH": _python_path()},
@@ -320,6 +345,10 @@ def _up_locked(layout: config.Layout, *, verbose: bool) -> None:
     specs = component_specs(layout)
     for name, spec in specs.items():
         t0 = time.monotonic()
+        previous = running_pid(spec)
+        stale = stale_reason(spec, previous) if previous is not None else None
+        if stale and verbose:
+            _log(f"{name}: {stale} since it started (pid {previous}); restarting it")
         try:
             pid, fresh = ensure_running(spec)
         except RuntimeError as exc:
@@ -334,6 +363,9 @@ def _up_locked(layout: config.Layout, *, verbose: bool) -> None:
             created = nodes.ensure_pool_nodes(_core_api(layout))
             if verbose and created:
                 _log(f"created {created} pool nodes from {config.NODEPOOLS_FILE.name}")
+            updated = nodes.ensure_kubelet_endpoints(_core_api(layout))
+            if verbose and updated:
+                _log(f"{updated} nodes now advertise the simulated kubelet's endpoint")
     pool_nodes = {m["metadata"]["name"] for m in nodes.pool_node_manifests()}
     _wait_nodes_ready(layout, pool_nodes)
 

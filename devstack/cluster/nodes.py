@@ -123,12 +123,19 @@ def node_manifest(
         "status": {
             "capacity": capacity,
             "allocatable": dict(capacity),
-            "addresses": [
-                {"type": "InternalIP", "address": address},
-                {"type": "Hostname", "address": name},
-            ],
+            "addresses": node_addresses(name, address),
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": config.KUBELET_PORT}},
         },
     }
+
+
+def node_addresses(name: str, address: str) -> list[dict[str, str]]:
+    """InternalIP (nominal), Hostname, and the address the apiserver reaches the kubelet at."""
+    return [
+        {"type": "InternalIP", "address": address},
+        {"type": "Hostname", "address": name},
+        {"type": config.KUBELET_ADDRESS_TYPE, "address": config.KUBELET_HOSTNAME},
+    ]
 
 
 def pool_node_manifests(pools: list[NodePool] | None = None) -> list[dict[str, Any]]:
@@ -158,3 +165,39 @@ def create_nodes(core: client.CoreV1Api, manifests: list[dict[str, Any]]) -> int
 
 def ensure_pool_nodes(core: client.CoreV1Api) -> int:
     return create_nodes(core, pool_node_manifests())
+
+
+def ensure_kubelet_endpoints(core: client.CoreV1Api) -> int:
+    """Bring nodes created by an older checkout up to date: kubelet address and port.
+
+    kwok's heartbeat keeps a node's addresses as they are and reports its --node-port, so one
+    status patch is enough; nodes already right are left alone (a read, no write).
+    """
+    updated = 0
+    for manifest in pool_node_manifests():
+        name = manifest["metadata"]["name"]
+        try:
+            node = core.read_node_status(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise
+        current = node.status or client.V1NodeStatus()
+        addresses = [(a.type, a.address) for a in current.addresses or []]
+        endpoint = current.daemon_endpoints
+        port = endpoint.kubelet_endpoint.port if endpoint and endpoint.kubelet_endpoint else 0
+        wanted = (config.KUBELET_ADDRESS_TYPE, config.KUBELET_HOSTNAME)
+        if wanted in addresses and port == config.KUBELET_PORT:
+            continue
+        status = manifest["status"]
+        core.patch_node_status(
+            name,
+            {
+                "status": {
+                    "addresses": status["addresses"],
+                    "daemonEndpoints": status["daemonEndpoints"],
+                }
+            },
+        )
+        updated += 1
+    return updated

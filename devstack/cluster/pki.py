@@ -35,7 +35,13 @@ SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 # The apiserver's identity towards aggregated API servers; also makes the requestheader CA
 # configuration complete (controllers log errors every few seconds without it).
 FRONT_PROXY = ClientIdentity("front-proxy-client", "front-proxy-client")
-CLIENTS = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, FRONT_PROXY)
+# The apiserver's identity towards kubelets (pods/log, exec), as kubeadm names it.
+APISERVER_KUBELET_CLIENT = ClientIdentity(
+    "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
+)
+CLIENTS = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, FRONT_PROXY, APISERVER_KUBELET_CLIENT)
+# The simulated kubelet's serving certificate: valid for the address the nodes advertise.
+KUBELET_SERVING_SANS = ("DNS:localhost", "IP:127.0.0.1")
 
 APISERVER_SANS = (
     "IP:127.0.0.1",
@@ -94,6 +100,16 @@ def ensure_pki(layout: config.Layout) -> None:
             "keyUsage=critical,digitalSignature,keyEncipherment\n"
             "extendedKeyUsage=serverAuth\n"
             f"subjectAltName={','.join(APISERVER_SANS)}\n",
+        )
+    if not (pki / "kubelet.crt").exists():
+        _sign(
+            pki,
+            "kubelet",
+            "/CN=kubelet",
+            "basicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\n"
+            f"subjectAltName={','.join(KUBELET_SERVING_SANS)}\n",
         )
     if not (pki / "sa.key").exists():
         # Service-account token signing key pair (private for signing, public for verifying).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import signal
 import ssl
@@ -72,6 +73,8 @@ class ProcessSpec:
     required: bool = True
     # Loopback ports it listens on: held while we run nothing means someone else holds them.
     ports: Sequence[int] = ()
+    # Files read once at start (e.g. kwok's stages): a change means the process must restart.
+    config_files: Sequence[Path] = ()
 
     def __post_init__(self) -> None:
         if not self.identity:
@@ -118,10 +121,55 @@ def running_pid(spec: ProcessSpec) -> int | None:
     wanted = list(spec.argv)
     adopted = find_processes(lambda argv: argv == wanted)
     if adopted:
+        # What it read at start is unknown: an unreadable fingerprint restarts it if it has any.
         spec.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        spec.pid_file.write_text(f"{adopted[0]}\n")
+        spec.pid_file.write_text(
+            f"{adopted[0]} unknown\n" if spec.config_files else f"{adopted[0]}\n"
+        )
         return adopted[0]
     return None
+
+
+def config_fingerprint(spec: ProcessSpec) -> str:
+    """Digest of the files the process read at start ("-" when it reads none)."""
+    if not spec.config_files:
+        return "-"
+    digest = hashlib.sha256()
+    for path in spec.config_files:
+        digest.update(str(path).encode() + b"\0")
+        with contextlib.suppress(OSError):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _same_command(running: list[str], wanted: Sequence[str]) -> bool:
+    """Same flags; the executable compared by real path (python vs python3 of one venv)."""
+    if not running or len(running) != len(wanted):
+        return False
+    same_binary = os.path.realpath(running[0]) == os.path.realpath(wanted[0])
+    return same_binary and running[1:] == list(wanted[1:])
+
+
+def stale_reason(spec: ProcessSpec, pid: int) -> str | None:
+    """Why the running process no longer matches its spec (flags or config changed), or None.
+
+    A cluster started by an older checkout keeps running across `up`s; without this check a
+    new flag (or a changed kwok stage) would never take effect until someone ran `down`.
+    """
+    if not _same_command(read_cmdline(pid), spec.argv):
+        return "command line changed"
+    try:
+        recorded = spec.pid_file.read_text().split()[1:2]
+    except OSError:
+        recorded = []
+    if (recorded[0] if recorded else "-") != config_fingerprint(spec):
+        return "configuration changed"
+    return None
+
+
+def _write_pid_file(spec: ProcessSpec, pid: int) -> None:
+    spec.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    spec.pid_file.write_text(f"{pid} {config_fingerprint(spec)}\n")
 
 
 def foreign_owner(spec: ProcessSpec) -> PortOwner | None:
@@ -172,7 +220,7 @@ def start(spec: ProcessSpec) -> int:
             start_new_session=True,
         )
     _children[process.pid] = process
-    spec.pid_file.write_text(f"{process.pid}\n")
+    _write_pid_file(spec, process.pid)
     return process.pid
 
 
@@ -205,8 +253,15 @@ def wait_healthy(spec: ProcessSpec, pid: int, *, just_started: bool = True) -> N
 
 
 def ensure_running(spec: ProcessSpec) -> tuple[int, bool]:
-    """Start the component unless a healthy instance is running; returns (pid, started_now)."""
+    """Start the component unless a healthy instance is running; returns (pid, started_now).
+
+    A running instance whose command line or configuration differs from the spec is restarted.
+    """
     pid = running_pid(spec)
+    if pid is not None and stale_reason(spec, pid) is not None:
+        terminate(pid, grace=15.0)  # the kubelet stops its pods within its grace cap
+        spec.pid_file.unlink(missing_ok=True)
+        pid = None
     if pid is not None:
         # Possibly still starting (e.g. a concurrent `up`): give it the normal startup window.
         wait_healthy(spec, pid, just_started=False)

@@ -9,9 +9,10 @@ import yaml
 
 from . import build, config
 
-# Pods carrying this label are scraped; the portal sets it on every TGI pod it renders.
+# Pods carrying this label are scraped; the portal sets it (to the engine's name) on every
+# serving pod it renders, whichever engine runs there.
 SCRAPE_POD_LABEL = "inference.backend"
-SCRAPE_POD_LABEL_VALUE = "tgi"
+SCRAPE_POD_LABEL_VALUE = ".+"
 SCRAPE_INTERVAL = "2s"  # short so tests observe fresh samples quickly
 RULES_DIR = config.REPO_ROOT / "deploy" / "prometheus"
 

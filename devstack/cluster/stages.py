@@ -1,10 +1,11 @@
 """KWOK Stage configuration, and the rule splitting pods between KWOK and the simulated kubelet.
 
 KWOK fakes every pod's lifecycle through Stage objects whose selectors are jq expressions over
-the pod. TGI pods (and the portal's own pods) must instead be run as real local processes by the
-simulated kubelet (devstack/kubelet), which writes their status itself. We therefore add one
-matchExpression to KWOK's pod stages that excludes those pods. The same rule is exposed in Python
-(`is_sim_kubelet_pod`) so the simulated kubelet picks exactly the complementary set.
+the pod. Engine pods (TGI, vLLM, SGLang) and the portal's own pods must instead be run as real
+local processes by the simulated kubelet (devstack/kubelet), which writes their status itself.
+We therefore add one matchExpression to KWOK's pod stages that excludes those pods. The same
+rule is exposed in Python (`is_sim_kubelet_pod`) so the simulated kubelet picks exactly the
+complementary set.
 
 The rule: a pod belongs to the simulated kubelet when
   * any of its containers' image contains one of SIM_KUBELET_IMAGE_MARKERS, or
@@ -27,7 +28,12 @@ import yaml
 
 from . import build
 
-SIM_KUBELET_IMAGE_MARKERS: tuple[str, ...] = ("text-generation-inference", "inference-portal")
+SIM_KUBELET_IMAGE_MARKERS: tuple[str, ...] = (
+    "text-generation-inference",
+    "vllm/vllm-openai",
+    "lmsysorg/sglang",
+    "inference-portal",
+)
 SIM_KUBELET_ANNOTATION = "devstack.inference.portal/runtime"
 SIM_KUBELET_ANNOTATION_VALUE = "sim-kubelet"
 

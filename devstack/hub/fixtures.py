@@ -28,11 +28,15 @@ from typing import Any, Literal
 
 import yaml
 
+from devstack.model_files import real as real_tokenizers
+
 # --------------------------------------------------------------------------------------------
 # Public identifiers
 # --------------------------------------------------------------------------------------------
 
 LLAMA_8B_ID = "meta-llama/Llama-3.1-8B-Instruct"
+# The pretrained (base) model: same tokenizer, no chat template.
+LLAMA_8B_BASE_ID = "meta-llama/Llama-3.1-8B"
 MISTRAL_7B_ID = "mistralai/Mistral-7B-Instruct-v0.3"
 GEMMA_9B_ID = "google/gemma-2-9b-it"
 LLAMA_8B_AWQ_ID = "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4"
@@ -376,12 +380,9 @@ def _tokenizer_json(unk: str) -> bytes:
     )
 
 
-# Shortened chat templates in the spirit of each family's format (the published ones are long).
-_LLAMA3_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>"
-    "\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}"
-    "<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
-)
+# Shortened chat templates in the spirit of each family's format, for the fixtures whose real
+# tokenizer ships in no PyPI package (Gemma, the made-up custom architecture). Llama and Mistral
+# fixtures carry their real tokenizers and templates (devstack.model_files.real).
 _MISTRAL_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] {{ m['content'] }}"
     " [/INST]{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
@@ -579,16 +580,10 @@ def _llama_config(
     return config
 
 
-def _llama_tokenizer_files() -> dict[str, bytes]:
-    return {
-        "tokenizer.json": _tokenizer_json("<|end_of_text|>"),
-        "tokenizer_config.json": _tokenizer_config(
-            "<|begin_of_text|>", "<|eot_id|>", 131072, _LLAMA3_TEMPLATE
-        ),
-        "special_tokens_map.json": _json_bytes(
-            {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
-        ),
-    }
+def _llama_tokenizer_files(recipe: str = "llama-3.1-instruct") -> dict[str, bytes]:
+    """Meta's real Llama 3 tokenizer (from llama-models); the Instruct recipe has the chat
+    template, the base recipe none."""
+    return real_tokenizers.tokenizer_files(recipe)
 
 
 _LLAMA_GENERATION = _json_bytes(
@@ -718,6 +713,70 @@ _CAUSAL_LM_INFO: Mapping[str, Any] = {
 }
 
 
+# ---- 1b. meta-llama/Llama-3.1-8B (the pretrained base model) ----------------------------------
+# Same architecture and BF16 count as the Instruct model (8,030,261,248). A base model: its
+# tokenizer_config.json has NO chat_template and generation stops on <|end_of_text|> (128001),
+# so engines refuse chat requests (TGI: 422 "Template error: template not found") and the
+# portal's pre-promotion check must use the completion route.
+def _llama_8b_base() -> Repo:
+    params = {"BF16": LLAMA_8B_PARAMS}
+    h = _History(LLAMA_8B_BASE_ID)
+    card = {**_LLAMA31_CARD}
+    config = _llama_config(hidden=4096, intermediate=14336, layers=32, heads=32, kv_heads=8)
+    config["eos_token_id"] = 128001
+    main = h.commit(
+        title="Upload Llama 3.1 8B",
+        date="2024-07-18T08:55:00.000Z",
+        author="meta-llama",
+        params=params,
+        add={
+            ".gitattributes": _gitattributes(),
+            "LICENSE": _LLAMA_LICENSE_TEXT,
+            "README.md": _readme(
+                card,
+                "Llama 3.1 8B",
+                "Pretrained 8B model of the Llama 3.1 family, 128K context. A base model: it "
+                "continues text and has no chat template.",
+            ),
+            "config.json": _json_bytes(config),
+            "generation_config.json": _json_bytes(
+                {
+                    "bos_token_id": 128000,
+                    "do_sample": True,
+                    "eos_token_id": 128001,
+                    "temperature": 0.6,
+                    "top_p": 0.9,
+                    "transformers_version": "4.43.0.dev0",
+                }
+            ),
+            "original/params.json": _json_bytes(
+                {"dim": 4096, "n_layers": 32, "n_heads": 32, "n_kv_heads": 8, "vocab_size": 128256}
+            ),
+            **_llama_tokenizer_files("llama-3.1-base"),
+            **weight_files(LLAMA_8B_BASE_ID, 4, ["BF16"], params),
+        },
+    )
+    return Repo(
+        repo_id=LLAMA_8B_BASE_ID,
+        gated="manual",
+        private=False,
+        pipeline_tag="text-generation",
+        library_name="transformers",
+        transformers_info=_CAUSAL_LM_INFO,
+        extra_tags=(
+            "safetensors",
+            "text-generation-inference",
+            "endpoints_compatible",
+            "region:us",
+        ),
+        created_at="2024-07-14T16:27:00.000Z",
+        downloads=1_100_000,
+        likes=1_300,
+        commits=h.commits,
+        branches={"main": main},
+    )
+
+
 # ---- 2. mistralai/Mistral-7B-Instruct-v0.3 -----------------------------------------------------
 # 32 layers, hidden 4096, 32 heads, 8 KV heads, head_dim 128, MLP 14336, untied:
 # vocab 32768 -> 7,248,023,552 (published v0.3 BF16 count); vocab 32000 -> 7,241,732,096 (v0.2).
@@ -770,21 +829,12 @@ def _mistral_config(vocab: int, dtype: str = "bfloat16") -> dict[str, Any]:
     }
 
 
-def _mistral_tokenizer_files() -> dict[str, bytes]:
+def _mistral_tokenizer_files(version: str = "v3") -> dict[str, bytes]:
+    """Mistral's real sentencepiece tokenizer (from mistral-common): v1 (32,000 ids, v0.1/v0.2
+    and their quantized copies) or v3 (32,768 ids, v0.3), with the published chat template."""
     return {
-        "tokenizer.json": _tokenizer_json("<unk>"),
-        "tokenizer.model": _deterministic_bytes("mistral-sentencepiece", 2048),
-        "tokenizer_config.json": _tokenizer_config(
-            "<s>",
-            "</s>",
-            1000000000000000019884624838656,
-            _MISTRAL_TEMPLATE,
-            unk_token="<unk>",  # noqa: S106 - a tokenizer token
-            tokenizer_class="LlamaTokenizer",
-        ),
-        "special_tokens_map.json": _json_bytes(
-            {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-        ),
+        **real_tokenizers.tokenizer_files(f"mistral-{version}-instruct"),
+        "tokenizer.model": real_tokenizers.mistral_sentencepiece_file(version).read_bytes(),
     }
 
 
@@ -817,7 +867,7 @@ def _mistral_7b() -> Repo:
                 {"bos_token_id": 1, "eos_token_id": 2, "transformers_version": "4.42.0.dev0"}
             ),
             "params.json": _json_bytes({"dim": 4096, "n_layers": 32, "vocab_size": 32000}),
-            **_mistral_tokenizer_files(),
+            **_mistral_tokenizer_files("v1"),
             **weight_files(f"{MISTRAL_7B_ID}@a", 3, ["BF16"], v02),
         },
     )
@@ -836,7 +886,8 @@ def _mistral_7b() -> Repo:
             ),
             "config.json": _json_bytes(_mistral_config(32768)),
             "params.json": _json_bytes({"dim": 4096, "n_layers": 32, "vocab_size": 32768}),
-            "tokenizer.model.v3": _deterministic_bytes("mistral-sentencepiece-v3", 2048),
+            **_mistral_tokenizer_files("v3"),
+            "tokenizer.model.v3": real_tokenizers.mistral_sentencepiece_file("v3").read_bytes(),
             "consolidated.safetensors": standin_safetensors(f"{MISTRAL_7B_ID}/consolidated"),
             **weight_files(f"{MISTRAL_7B_ID}@b", 3, ["BF16"], v03),
         },
@@ -1148,7 +1199,7 @@ def _mistral_gptq() -> Repo:
             "generation_config.json": _json_bytes(
                 {"bos_token_id": 1, "eos_token_id": 2, "transformers_version": "4.36.0"}
             ),
-            **_mistral_tokenizer_files(),
+            **_mistral_tokenizer_files("v1"),
             **files(4, MISTRAL_GPTQ_4BIT_PARAMS),
         },
     )
@@ -1525,6 +1576,7 @@ def _private() -> Repo:
 
 _BUILDERS: tuple[Callable[[], Repo], ...] = (
     _llama_8b,
+    _llama_8b_base,
     _mistral_7b,
     _gemma_9b,
     _llama_8b_awq,

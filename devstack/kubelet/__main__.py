@@ -48,6 +48,14 @@ def parse_args(argv: list[str] | None = None) -> KubeletConfig:
         help="upper bound for terminationGracePeriodSeconds in the simulation",
     )
     parser.add_argument("--resync", type=float, default=30.0)
+    # The kubelet's own flag names for its HTTPS server (pods/log reaches it through these).
+    parser.add_argument("--address", default="127.0.0.1", help="serving address")
+    parser.add_argument("--port", type=int, default=0, help="HTTPS port (0: no server)")
+    parser.add_argument("--tls-cert-file", type=Path)
+    parser.add_argument("--tls-private-key-file", type=Path)
+    parser.add_argument(
+        "--client-ca-file", type=Path, help="clients must present a certificate signed by it"
+    )
     parser.add_argument("--no-provisioner", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -67,6 +75,11 @@ def parse_args(argv: list[str] | None = None) -> KubeletConfig:
         grace_cap=args.grace_cap,
         resync=args.resync,
         provisioner=not args.no_provisioner,
+        address=args.address,
+        port=args.port,
+        tls_cert_file=args.tls_cert_file,
+        tls_private_key_file=args.tls_private_key_file,
+        client_ca_file=args.client_ca_file,
     )
 
 

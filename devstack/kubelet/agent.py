@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import network, runtime
+from . import logs, network, runtime
 from .kube import KubeClient, Reflector
 from .pods import Container, PodWorker, read_pid_file
 
@@ -43,6 +43,13 @@ class KubeletConfig:
     grace_cap: float = 5.0
     resync: float = 30.0
     provisioner: bool = True
+    # The kubelet's HTTPS port (kubelet flags --address/--port/--tls-*/--client-ca-file): the
+    # apiserver reaches it for pods/log at the address and port the nodes advertise.
+    address: str = "127.0.0.1"
+    port: int = 0  # 0: no server
+    tls_cert_file: Path | None = None
+    tls_private_key_file: Path | None = None
+    client_ca_file: Path | None = None
 
 
 @dataclass
@@ -246,6 +253,47 @@ class Kubelet:
                 with contextlib.suppress(network.NetworkError):
                     network.remove_pod_ip(record["node"], record["podIP"])
 
+    # --- container logs --------------------------------------------------------------------
+
+    def log_target(self, namespace: str, name: str) -> logs.LogTarget | None:
+        """The pod as this kubelet knows it: its worker's live state, else the API's status."""
+        with self._lock:
+            worker = next(
+                (
+                    w
+                    for w in self.workers.values()
+                    if w.namespace == namespace and w.pod_name == name
+                ),
+                None,
+            )
+        if worker is not None:
+            return worker.log_target()
+        pod = self.pods.get(f"{namespace}/{name}")
+        if pod is None:
+            return None
+        uid = pod["metadata"]["uid"]
+        return logs.LogTarget(
+            pod_name=name,
+            status=pod.get("status") or {},
+            directory=self.cfg.state_dir / "pods" / f"{namespace}_{name}_{uid}",
+            is_running=lambda _container, _instance: False,
+        )
+
+    def _start_log_server(self) -> logs.LogServer | None:
+        cfg = self.cfg
+        if not cfg.port or cfg.tls_cert_file is None or cfg.tls_private_key_file is None:
+            return None
+        server = logs.LogServer(
+            (cfg.address, cfg.port),
+            self.log_target,
+            cert_file=cfg.tls_cert_file,
+            key_file=cfg.tls_private_key_file,
+            client_ca_file=cfg.client_ca_file,
+        )
+        server.start()
+        log.info("serving container logs on https://%s:%d", cfg.address, cfg.port)
+        return server
+
     # --- main loop -------------------------------------------------------------------------
 
     def _prune_pod_dirs(self, max_age: float = 86400.0) -> None:
@@ -267,6 +315,7 @@ class Kubelet:
 
             provisioner = LocalPathProvisioner(self.kube, self.cfg.volumes_dir, self.stop_event)
             provisioner.start()
+        log_server = self._start_log_server()
         self.nodes.start()
         self.nodes.synced.wait()
         self.pods.start()
@@ -279,6 +328,9 @@ class Kubelet:
         while not self.stop_event.wait(self.cfg.resync):
             self._housekeeping()
         self._shutdown()
+        if log_server is not None:
+            log_server.shutdown()
+            log_server.server_close()
 
     def _housekeeping(self) -> None:
         """Drop pod IPs in our namespaces that no live pod of ours owns any more."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from . import network, runtime
+from . import logs, network, runtime
 from .events import PodEvents
 from .kube import ApiError
 from .probes import ProbeState, run_probe
@@ -42,7 +42,8 @@ class Container:
     """Runtime state of one container of the pod (the API status is derived from it)."""
 
     spec: dict[str, Any]
-    kind: str | None  # tgi | portal | None (not run: reported running, like KWOK would)
+    # tgi | vllm | sglang | portal | generic; None: not run, reported running as KWOK would
+    kind: str | None
     restart_count: int = 0
     ever_started: bool = False
     proc: subprocess.Popen[bytes] | None = None
@@ -321,11 +322,14 @@ class PodWorker(threading.Thread):
     def _base_env(self, ctr: Container) -> dict[str, str]:
         env = {k: os.environ[k] for k in runtime.HOST_ENV_KEYS if k in os.environ}
         env["PYTHONUNBUFFERED"] = "1"
-        if ctr.kind == "tgi":
-            # The TGI image's own ENV lines.
-            env.update({"PORT": str(runtime.TGI_DEFAULT_PORT), "HF_HOME": "/data"})
+        if ctr.kind in runtime.ENGINE_MARKERS:
+            if ctr.kind == "tgi":
+                # The TGI image's own ENV lines.
+                env.update({"PORT": str(runtime.TGI_DEFAULT_PORT), "HF_HOME": "/data"})
+            else:
+                env["HOME"] = "/root"  # vLLM/SGLang images run as root, HF cache under ~
             env["HOSTNAME"] = self.pod_ip or ""
-            env["PYTHONPATH"] = str(runtime.REPO_ROOT)  # so -m devstack.tgi_simulator imports
+            env["PYTHONPATH"] = str(runtime.REPO_ROOT)  # so -m devstack.<engine>_simulator imports
         else:
             env["HOSTNAME"] = self.pod_name
             env["PYTHONPATH"] = runtime.APP_DIR
@@ -341,13 +345,12 @@ class PodWorker(threading.Thread):
         sources = runtime.volume_sources(pod, self.kube, objects, self.dir)
         mounts = runtime.container_mounts(ctr.spec, sources, app_root=ctr.kind == "portal")
         in_pod_net = runtime.uses_pod_network(pod, ctr.spec)
-        if ctr.kind == "tgi":
+        if ctr.kind in runtime.ENGINE_MARKERS:
             env["HOSTNAME"] = self.pod_ip
-            env.setdefault("PORT", str(runtime.container_port(ctr.spec, env)))
             faults = (pod["metadata"].get("annotations") or {}).get(runtime.FAULTS_ANNOTATION)
             if faults:
                 env.update(self.kubelet.fault_env(faults))
-            argv = runtime.tgi_argv(ctr.spec, env, self.pod_ip)
+            argv = runtime.engine_argv(ctr.kind, ctr.spec, env, self.pod_ip)
         else:
             argv = runtime.portal_argv(ctr.spec, env)
         # The portal image's WORKDIR is /app (= the checkout, bind-mounted); others run there too.
@@ -387,8 +390,13 @@ class PodWorker(threading.Thread):
             ctr.restart_count += 1
         cdir = self.dir / ctr.name
         cdir.mkdir(parents=True, exist_ok=True)
+        # One log per instance, as /var/log/pods/<ns>_<pod>_<uid>/<container>/<restart>.log;
+        # the runtime's own messages (mount or namespace failures) go beside it.
+        spec.log_file = logs.instance_log(cdir, ctr.restart_count)
+        spec.log_file.unlink(missing_ok=True)  # a stale file of an earlier kubelet run
+        logs.prune_instances(cdir, keep_from=ctr.restart_count - 1)
         command = spec.command(cdir / "launch.json")
-        proc = runtime.spawn(command, cdir / f"{ctr.restart_count}.log")
+        proc = runtime.spawn(command, cdir / f"{ctr.restart_count}.runtime.log")
         ctr.proc, ctr.pid, ctr.exited, ctr.exit_rc = proc, proc.pid, False, None
         ctr.killed_by_us = False
         ctr.ever_started = True
@@ -572,11 +580,13 @@ class PodWorker(threading.Thread):
             self.kubelet.release_ip(self.node, self.pod_ip)
 
     def _release(self) -> None:
-        """Free the IP and the pod's data; container logs stay (pruned after a day)."""
+        """Free the IP and the pod's folder: volumes, launch specs, container logs.
+
+        The kubelet removes /var/log/pods/<ns>_<pod>_<uid> with the pod; `kubectl logs` of a
+        deleted pod is a 404 from the apiserver anyway.
+        """
         self._release_network()
-        shutil.rmtree(self.dir / "volumes", ignore_errors=True)
-        for spec_file in self.dir.glob("*/launch.json"):  # holds resolved secrets
-            spec_file.unlink(missing_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def _terminate_and_finalize(self, pod: dict[str, Any]) -> None:
         grace = self._grace(pod)
@@ -607,6 +617,7 @@ class PodWorker(threading.Thread):
                 "message": "stopped with the simulated kubelet",
                 "startedAt": ctr.started_at,
                 "finishedAt": now_iso(),
+                "containerID": f"sim://{self.uid}/{ctr.name}/{ctr.restart_count}",
             }
             ctr.pid, ctr.proc, ctr.exited = None, None, False
             ctr.started = ctr.ready = False
@@ -716,6 +727,22 @@ class PodWorker(threading.Thread):
         except ApiError as exc:
             if exc.status not in (404, 409):
                 log.warning("%s/%s: status patch failed: %s", self.namespace, self.pod_name, exc)
+
+    def log_target(self) -> logs.LogTarget:
+        """Container statuses as this worker sees them now (fresher than the API's copy)."""
+        status = {
+            "containerStatuses": [self._container_status(c) for c in self.containers],
+            "initContainerStatuses": [self._container_status(c) for c in self.init_containers],
+        }
+        by_name = {c.name: c for c in [*self.init_containers, *self.containers]}
+
+        def is_running(container: str, instance: int) -> bool:
+            ctr = by_name.get(container)
+            return ctr is not None and ctr.running and ctr.restart_count == instance
+
+        return logs.LogTarget(
+            pod_name=self.pod_name, status=status, directory=self.dir, is_running=is_running
+        )
 
     def pid_record(self, ctr: Container) -> dict[str, Any]:
         assert ctr.pid is not None

@@ -21,8 +21,21 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = Path(__file__).resolve().parent / "launch.py"
 
 TGI_MARKER = "text-generation-inference"
+VLLM_MARKER = "vllm/vllm-openai"
+SGLANG_MARKER = "lmsysorg/sglang"
 PORTAL_MARKER = "inference-portal"
-TGI_DEFAULT_PORT = 80
+# Engine kinds, the image marker that selects each, and the simulator module that imitates it.
+ENGINE_MARKERS = {"tgi": TGI_MARKER, "vllm": VLLM_MARKER, "sglang": SGLANG_MARKER}
+SIMULATOR_MODULES = {
+    "tgi": "devstack.tgi_simulator",
+    "vllm": "devstack.vllm_simulator",
+    "sglang": "devstack.sglang_simulator",
+}
+TGI_DEFAULT_PORT = 80  # the TGI image sets ENV PORT=80 (launcher default 3000)
+VLLM_DEFAULT_PORT = 8000  # vllm/entrypoints/openai/cli_args.py: --port default
+SGLANG_DEFAULT_PORT = 30000  # sglang/srt/server_args.py: port = 30000
+# Flag each engine binds its HTTP server with (rewritten to the pod IP).
+BIND_FLAGS = {"tgi": "--hostname", "vllm": "--host", "sglang": "--host"}
 APP_DIR = "/app"  # the portal image's WORKDIR, which is the repository root here
 FAULTS_ANNOTATION = "sim.inference.portal/faults"
 NETWORK_ANNOTATION = "devstack.inference.portal/network"  # "pod" or "host" to override
@@ -41,15 +54,16 @@ class NotReadyError(Exception):
 
 def kind_of(container: dict[str, Any]) -> str | None:
     image = container.get("image") or ""
-    if TGI_MARKER in image:
-        return "tgi"
+    for kind, marker in ENGINE_MARKERS.items():
+        if marker in image:
+            return kind
     if PORTAL_MARKER in image:
         return "portal"
     return None
 
 
 def uses_pod_network(pod: dict[str, Any], container: dict[str, Any]) -> bool:
-    """TGI servers live in the node's namespace; portal jobs default to the host network.
+    """Engine servers live in the node's namespace; portal jobs default to the host network.
 
     Portal pods (weight downloads) must reach loopback-only services (local Hub, PostgreSQL,
     Redis) that are not reachable from inside a node namespace.
@@ -220,15 +234,77 @@ def container_port(container: dict[str, Any], env: dict[str, str]) -> int:
     return int(ports[0]["containerPort"]) if ports else TGI_DEFAULT_PORT
 
 
-def tgi_argv(container: dict[str, Any], env: dict[str, str], pod_ip: str) -> list[str]:
+def engine_port(kind: str, args: list[str], env: dict[str, str]) -> int:
+    """The port the real server binds, from its own flags and defaults.
+
+    TGI reads --port or the PORT variable (launcher/src/main.rs, `env` on the clap arg); vLLM
+    and SGLang read only --port (vllm/entrypoints/openai/cli_args.py, sglang/srt/server_args.py).
+    A containerPort never changes what a server binds.
+    """
+    flag = _flag_value(args, "--port")
+    if flag and flag.isdigit():
+        return int(flag)
+    if kind == "tgi":
+        from_env = env.get("PORT")
+        return int(from_env) if from_env and from_env.isdigit() else TGI_DEFAULT_PORT
+    return VLLM_DEFAULT_PORT if kind == "vllm" else SGLANG_DEFAULT_PORT
+
+
+# What the image runs when the pod gives no command, and the command spellings that reach the
+# same server (the part before the server's own arguments).
+IMAGE_ENTRYPOINTS: dict[str, list[str]] = {
+    "tgi": ["text-generation-launcher"],
+    "vllm": ["vllm", "serve"],  # vllm/vllm-openai Dockerfile: ENTRYPOINT ["vllm", "serve"]
+    "sglang": [],  # lmsysorg/sglang has no entrypoint: pods say python3 -m sglang.launch_server
+}
+_PYTHON_MODULE_LAUNCHERS = {
+    # vllm/entrypoints/openai/api_server.py still runs as a module (takes --model, not a
+    # positional model; `vllm serve` accepts --model as well, so the arguments pass as they are).
+    "vllm": ("vllm.entrypoints.openai.api_server",),
+    "sglang": ("sglang.launch_server",),
+}
+
+
+class UnknownEntrypoint(ConfigError):
+    """The pod runs something in an engine image that is not the engine's server."""
+
+
+def server_args(kind: str, command: list[str], args: list[str]) -> list[str]:
+    """The engine's own arguments, with whatever spelling of its launcher stripped.
+
+    Kubernetes semantics: `command` replaces the image ENTRYPOINT, `args` its CMD; without a
+    command the entrypoint runs with `args`.
+    """
+    argv = [*command, *args] if command else [*IMAGE_ENTRYPOINTS[kind], *args]
+    if kind == "tgi":
+        if argv and Path(argv[0]).name == "text-generation-launcher":
+            return argv[1:]
+        return argv  # historically the launcher flags alone: keep accepting them
+    if kind == "vllm" and len(argv) >= 2 and Path(argv[0]).name == "vllm" and argv[1] == "serve":
+        return argv[2:]
+    if argv and Path(argv[0]).name.startswith("python") and argv[1:2] == ["-m"]:
+        module = argv[2] if len(argv) > 2 else ""
+        if module in _PYTHON_MODULE_LAUNCHERS.get(kind, ()):
+            return argv[3:]
+    raise UnknownEntrypoint(
+        f"{shlex.join(argv) or '(no command)'}: not a {kind} server command the simulated "
+        "kubelet knows how to run"
+    )
+
+
+def engine_argv(
+    kind: str, container: dict[str, Any], env: dict[str, str], pod_ip: str
+) -> list[str]:
+    """`python -m devstack.<engine>_simulator <server args>`, bound to the pod IP only."""
     command = [expand(str(c), env) for c in container.get("command") or []]
     args = [expand(str(a), env) for a in container.get("args") or []]
-    # The image's entrypoint is text-generation-launcher; an explicit one is dropped too.
-    if command and command[0].endswith("text-generation-launcher"):
-        command = command[1:]
     # Several pods share the node namespace: bind only the pod's own IP, never 0.0.0.0.
-    args = _set_flag([*command, *args], "--hostname", pod_ip)
-    return [sys.executable, "-m", "devstack.tgi_simulator", *args]
+    rewritten = _set_flag(server_args(kind, command, args), BIND_FLAGS[kind], pod_ip)
+    return [sys.executable, "-m", SIMULATOR_MODULES[kind], *rewritten]
+
+
+def tgi_argv(container: dict[str, Any], env: dict[str, str], pod_ip: str) -> list[str]:
+    return engine_argv("tgi", container, env, pod_ip)
 
 
 def portal_argv(container: dict[str, Any], env: dict[str, str]) -> list[str]:
@@ -354,6 +430,7 @@ class LaunchSpec:
     mounts: list[Mount] = field(default_factory=list)
     netns_prefix: list[str] = field(default_factory=list)
     record_created: Path | None = None
+    log_file: Path | None = None  # the container log (CRI format), written by the launcher
 
     def command(self, spec_file: Path) -> list[str]:
         spec_file.write_text(
@@ -364,6 +441,7 @@ class LaunchSpec:
                     "cwd": self.cwd,
                     "mounts": [m.__dict__ for m in self.mounts],
                     "record_created": str(self.record_created) if self.record_created else None,
+                    "log_file": str(self.log_file) if self.log_file else None,
                 }
             )
         )

@@ -2,10 +2,9 @@
 
 Run it like the container's entrypoint: ``python -m devstack.tgi_simulator [launcher flags]``.
 See :mod:`.launcher` for the simulation knobs, :mod:`.faults` for fault injection and
-:mod:`.tokens` for the tokenization model.
+:mod:`.model` and :mod:`.tokens` for the model's own files and tokenizer.
 """
 
 from .faults import FAULTS_ANNOTATION, FAULTS_ENV, Faults, parse_faults
-from .tokens import count_tokens
 
-__all__ = ["FAULTS_ANNOTATION", "FAULTS_ENV", "Faults", "count_tokens", "parse_faults"]
+__all__ = ["FAULTS_ANNOTATION", "FAULTS_ENV", "Faults", "parse_faults"]

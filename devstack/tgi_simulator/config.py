@@ -337,6 +337,8 @@ class Settings:
     max_batch_total_tokens: int
     supports_chunking: bool
     cuda_graphs: list[int]
+    # From the snapshot's config.json (None when it has none, like TGI's `get_config().ok()`).
+    max_position_embeddings: int | None = None
     warnings: list[str] = field(default_factory=list)
     infos: list[str] = field(default_factory=list)
 
@@ -393,12 +395,17 @@ def _env_bool(env: Mapping[str, str], name: str) -> bool:
     return str(env.get(name, "")).strip().lower() in ("1", "true", "yes", "on")
 
 
-def resolve_launcher(values: dict[str, Any], env: Mapping[str, str]) -> Settings:
-    """Launcher-side derivation and checks (before download/shards), in TGI's order."""
-    max_position = _env_int(env, "SIM_MAX_POSITION_EMBEDDINGS", 4096)
+def resolve_launcher(
+    values: dict[str, Any],
+    env: Mapping[str, str],
+    max_position_embeddings: int | None = None,
+    config_quantize: str | None = None,
+) -> Settings:
+    """Launcher-side derivation and checks (before download/shards), in TGI's order
+    (launcher/src/main.rs ``main``; the model's config.json gives the two optional values)."""
     infos: list[str] = []
     warnings: list[str] = []
-    quantize = values["quantize"] or (env.get("SIM_CONFIG_QUANTIZE") or None)
+    quantize = values["quantize"] or config_quantize
 
     num_shard = find_num_shards(values["sharded"], values["num_shard"], env)
     if num_shard > 1:
@@ -420,7 +427,7 @@ def resolve_launcher(values: dict[str, Any], env: Mapping[str, str]) -> Settings
     max_total = values["max_total_tokens"]
     prefill = values["max_batch_prefill_tokens"]
     if prefill is None:
-        prefill = min(4096, max_position)
+        prefill = min(4096, max_position_embeddings or 4096)
         infos.append(f"Default `max_batch_prefill_tokens` to {prefill}")
 
     if max_input is not None and max_total is not None and max_input >= max_total:
@@ -477,6 +484,7 @@ def resolve_launcher(values: dict[str, Any], env: Mapping[str, str]) -> Settings
         max_batch_total_tokens=mbt if mbt is not None else -1,
         supports_chunking=_env_bool(env, "SIM_CHUNKED_PREFILL"),
         cuda_graphs=cuda_graphs,
+        max_position_embeddings=max_position_embeddings,
         warnings=warnings,
         infos=infos,
     )
@@ -500,8 +508,12 @@ def shard_error(settings: Settings) -> str | None:
 
 
 def resolve_router(settings: Settings, env: Mapping[str, str]) -> None:
-    """Values the shards infer at warmup, then the router's own argument checks."""
-    max_position = _env_int(env, "SIM_MAX_POSITION_EMBEDDINGS", 4096)
+    """Values the shards infer at warmup, then the router's own argument checks.
+
+    Unset max_total_tokens becomes the model's context (flash_causal_lm.py ``warmup`` bounds it
+    by max_position_embeddings); unset max_input_tokens is one less.
+    """
+    max_position = settings.max_position_embeddings or 4096
     if settings.max_total_tokens < 0:
         settings.max_total_tokens = max_position
     if settings.max_input_tokens < 0:

@@ -12,7 +12,10 @@ Accepted formats (same keys in both):
 Keys:
 
 ``crash``            shard fails to start: TGI-like shard error, process exits 1.
-``oom``              ``CUDA out of memory`` during warmup, process exits 137.
+``oom``              ``CUDA out of memory`` during warmup: TGI's log lines, process exits 1
+                     (the launcher's WebserverFailed; never a kernel OOM kill).
+``oom_load``         ``CUDA out of memory`` while the shard loads the weights (they do not fit):
+                     "Shard 0 failed to start", ``Error: ShardCannotStart``, exit 1.
 ``slow_start``       extra seconds spent loading the shard (port stays unbound meanwhile).
 ``crash_after``      seconds after the server is up, the shard dies (``Shard 0 crashed``, exit 1).
 ``error_rate``       fraction 0..1 of generations failing with HTTP 424 (deterministic: exactly
@@ -42,6 +45,7 @@ _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 class Faults:
     crash: bool = False
     oom: bool = False
+    oom_load: bool = False
     slow_start: float = 0.0
     crash_after: float | None = None
     error_rate: float = 0.0
@@ -57,6 +61,7 @@ class Faults:
 _KINDS: dict[str, str] = {
     "crash": "bool",
     "oom": "bool",
+    "oom_load": "bool",
     "slow_start": "seconds",
     "crash_after": "seconds",
     "error_rate": "fraction",

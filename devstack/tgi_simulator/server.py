@@ -16,12 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import tokens as tk
+from devstack.model_files import NoChatTemplate
+
 from .config import Settings
 from .engine import Engine, Sequence
 from .faults import Faults
 from .log import Log, fmt_duration
 from .metrics import TgiMetrics
+from .tokens import TokenModel
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -227,6 +229,7 @@ class Simulator:
         settings: Settings,
         engine: Engine,
         metrics: TgiMetrics,
+        tokens: TokenModel,
         faults: Faults,
         log: Log,
         *,
@@ -241,6 +244,7 @@ class Simulator:
         self.s = settings
         self.engine = engine
         self.m = metrics
+        self.tk = tokens
         self.faults = faults
         self.log = log
         self.natural_tokens = natural_tokens
@@ -426,17 +430,24 @@ class Simulator:
         inputs = f.text("inputs", required=True)
         add_special = f.flag("add_special_tokens", True)
         toks = [
-            {"id": i, "text": t, "start": a, "stop": b}
-            for i, t, a, b in tk.encode(inputs, add_special)
+            {"id": t.id, "text": t.text, "start": t.start, "stop": t.stop}
+            for t in self.tk.pieces(inputs, add_special)
         ]
         await self._json(send, 200, dumps(toks))
 
     async def h_chat_tokenize(self, scope: Scope, receive: Receive, send: Send) -> None:
         data = await self._read_json(scope, receive)
         self.m.request_count.inc()
-        prompt = self._chat_prompt(Fields(data))
+        try:
+            prompt = self._chat_prompt(Fields(data))
+        except InferError as err:
+            await self._error(send, err)
+            return
+        # router/src/server.rs get_chat_tokenize: the chat request becomes a GenerateRequest
+        # with add_special_tokens=false (the template already wrote BOS).
         toks = [
-            {"id": i, "text": t, "start": a, "stop": b} for i, t, a, b in tk.encode(prompt, False)
+            {"id": t.id, "text": t.text, "start": t.start, "stop": t.stop}
+            for t in self.tk.pieces(prompt, False)
         ]
         await self._json(send, 200, dumps({"tokenize_response": toks, "templated_text": prompt}))
 
@@ -514,7 +525,7 @@ class Simulator:
                 f"`truncate` must be strictly positive and less than {self.max_input}. "
                 f"Given: {p.truncate}"
             )
-        length = tk.input_length(inputs, add_special_tokens)
+        length = self.tk.input_length(inputs, add_special_tokens)
         if p.truncate is not None:
             length = min(length, p.truncate)
         if p.max_new_tokens is not None:
@@ -536,14 +547,14 @@ class Simulator:
 
         # What the simulated model will do: answer `natural_tokens` tokens then EOS, unless the
         # budget or a stop sequence ends it first.
-        offset = tk.generation_offset(inputs)
+        offset = self.tk.generation_offset(inputs)
         natural = self.natural_tokens
-        if 0 < natural <= total_new:
+        if 0 < natural <= total_new and self.tk.eos_id is not None:
             n, finish, eos = natural, "eos_token", True
         else:
             n, finish, eos = total_new, "length", False
         if p.stop:
-            hit = tk.find_stop(offset, n - 1 if eos else n, p.stop)
+            hit = self.tk.find_stop(offset, n - 1 if eos else n, p.stop)
             if hit is not None:
                 n, finish, eos = hit, "stop_sequence", False
         seed = None
@@ -562,17 +573,19 @@ class Simulator:
     def _token(self, plan: Plan, i: int) -> dict[str, Any]:
         seq = plan.seq
         if plan.eos and i == seq.n_tokens - 1:
-            return {"id": tk.EOS_ID, "text": tk.EOS_TOKEN, "logprob": -0.0625, "special": True}
+            # The model's own EOS ends a natural answer (generation_config / tokenizer).
+            eos = self.tk.eos_id
+            return {"id": eos, "text": self.tk.eos_text, "logprob": -0.0625, "special": True}
         return {
-            "id": tk.token_id(seq.offset, i),
-            "text": tk.token_text(seq.offset, i),
+            "id": self.tk.token_id(seq.offset, i),
+            "text": self.tk.token_text(seq.offset, i),
             "logprob": -round(0.05 + (i * 37 % 100) / 400.0, 4),
             "special": False,
         }
 
     def _text(self, plan: Plan) -> str:
         seq = plan.seq
-        return tk.generated_text(seq.offset, seq.n_tokens - 1 if plan.eos else seq.n_tokens)
+        return self.tk.generated_text(seq.offset, seq.n_tokens - 1 if plan.eos else seq.n_tokens)
 
     async def _watch_disconnect(self, receive: Receive, seq: Sequence) -> None:
         while True:
@@ -665,8 +678,8 @@ class Simulator:
             prefill = []
             if p.decoder_input_details:
                 prefill = [
-                    {"id": i, "text": t, "logprob": None if k == 0 else -1.5}
-                    for k, (i, t, _, _) in enumerate(tk.encode(inputs, add_special_tokens))
+                    {"id": t.id, "text": t.text, "logprob": None if k == 0 else -1.5}
+                    for k, t in enumerate(self.tk.pieces(inputs, add_special_tokens))
                 ][-plan.input_length :]
             resp["details"] = {
                 "finish_reason": seq.finish_reason,
@@ -929,7 +942,18 @@ class Simulator:
                 "Failed to deserialize the JSON body into the target type: messages: "
                 "invalid type: expected a sequence of messages at line 1 column 1",
             )
-        return tk.apply_chat_template(messages)
+        tools = f.d.get("tools") if isinstance(f.d.get("tools"), list) else None
+        try:
+            return self.tk.apply_chat_template(messages, tools=tools)
+        except NoChatTemplate:
+            # router/src/infer/mod.rs apply_chat_template: no template at all is
+            # TemplateError(TemplateNotFound) -> 422 "template_error" (not counted as a failure).
+            raise InferError(422, "Template error: template not found", "template_error") from None
+        except Exception as exc:
+            # Render errors are counted and logged (same function, `map_err`).
+            self.m.request_failure.inc(err="template")
+            self.log.emit("ERROR", "text_generation_router::infer", f"{exc}", "chat_completions")
+            raise InferError(422, f"Template error: {exc}", "template_error") from None
 
     def _chat_params(self, f: Fields) -> GenParams:
         max_tokens = f.num("max_completion_tokens", integer=True, minimum=0)
@@ -964,7 +988,13 @@ class Simulator:
         self.m.request_count.inc()  # chat_completions counts, then generate_internal again
         f = Fields(data)
         stream = f.flag("stream")
-        prompt = self._chat_prompt(f)
+        try:
+            # Applied before the stream starts, so a streaming request gets the plain 422 too
+            # (router/src/server.rs chat_completions: `chat.try_into_generate(&infer)?`).
+            prompt = self._chat_prompt(f)
+        except InferError as err:
+            await self._error(send, err)
+            return
         p = self._chat_params(f)
         opts = f.d.get("stream_options") or {}
         include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))

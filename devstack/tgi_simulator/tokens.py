@@ -1,68 +1,44 @@
-"""Deterministic stand-in for a tokenizer and a language model's output.
+"""The deployed model's own tokenizer and a deterministic stand-in for its output.
 
-Tokenization model (documented so other components can rely on it):
+Tokenization is real: the router tokenizes with the snapshot's ``tokenizer.json`` and renders the
+snapshot's chat template (router/src/validation.rs, router/src/infer/chat_template.rs), so prompt
+token counts, ``usage`` and the input-length histogram are the model's own. Loading goes through
+:mod:`devstack.model_files`.
 
-* a chat-template special marker such as ``<|eot_id|>`` is one token;
-* otherwise a token is an optional single leading space followed by either a run of up to
-  6 word characters or one other non-space character; any remaining whitespace character
-  is a token of its own.
-
-English prose comes out at roughly one token per 4 characters (``"Hello, world!"`` is 4
-tokens, as with Llama 3). ``/generate``-style inputs get one extra BOS token because TGI
-tokenizes them with ``add_special_tokens=true``; chat prompts carry their BOS in the template.
-
-Generation: the simulated model emits words from a fixed vocabulary, starting at an offset
-derived from the prompt, so identical prompts always produce identical text.
+Generation: the simulated model answers with real ids of its own vocabulary, taken from a fixed
+English word list encoded by the model's tokenizer, starting at an offset derived from the prompt
+(identical prompts give identical answers), and ends with the model's EOS token.
 """
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-_TOKEN_RE = re.compile(r"<\|[a-z_]{1,32}\|>| ?\w{1,6}| ?[^\w\s]|\s", re.UNICODE)
+if TYPE_CHECKING:
+    from devstack.model_files import ModelTokenizer
 
-BOS_TOKEN = "<|begin_of_text|>"  # noqa: S105
-EOS_TOKEN = "<|eot_id|>"  # noqa: S105
-BOS_ID = 128000
-EOS_ID = 128009
-
-# Short words so that each generated word (with its leading space) is exactly one token.
-_VOCAB: tuple[str, ...] = tuple(
-    """the model is a simple text that we can use to test how the system works under load
-    and it will keep going until it is asked to stop or runs out of tokens so you may
-    see words like data cloud fast slow queue batch token cache plan build ship check
-    run wait green blue alpha beta gamma delta one two three four five six seven eight
-    nine ten river stone light sound paper glass metal water fire earth wind tree leaf
-    seed root north south east west""".split()  # noqa: SIM905
+# Plain words so that the answer reads like text whatever the tokenizer.
+_ANSWER_WORDS = (
+    "the model is a simple text that we can use to test how the system works under load "
+    "and it will keep going until it is asked to stop or runs out of tokens so you may "
+    "see words like data cloud fast slow queue batch token cache plan build ship check "
+    "run wait green blue alpha beta gamma delta one two three four five six seven eight "
+    "nine ten river stone light sound paper glass metal water fire earth wind tree leaf "
+    "seed root north south east west"
 )
-_VOCAB_SIZE = len(_VOCAB)
-_TOKEN_TEXTS: tuple[str, ...] = tuple(" " + w for w in _VOCAB)
-_TOKEN_IDS: tuple[int, ...] = tuple(1000 + i * 7 for i in range(_VOCAB_SIZE))
 
 
-def count_tokens(text: str) -> int:
-    """Number of tokens in ``text`` (no special tokens added)."""
-    return len(_TOKEN_RE.findall(text))
+@dataclass(frozen=True)
+class Piece:
+    """One token of a tokenized input, shaped like TGI's ``SimpleToken``."""
 
-
-def encode(text: str, add_special_tokens: bool = True) -> list[tuple[int, str, int, int]]:
-    """Tokens as ``(id, text, start, stop)`` with character offsets, like TGI's /tokenize."""
-    out: list[tuple[int, str, int, int]] = []
-    if add_special_tokens:
-        out.append((BOS_ID, BOS_TOKEN, 0, 0))
-    for m in _TOKEN_RE.finditer(text):
-        piece = m.group(0)
-        # Stable per-piece ids (crc32 is fast and deterministic across runs, unlike hash()).
-        out.append((zlib.crc32(piece.encode()) % 120000 + 1000, piece, m.start(), m.end()))
-    return out
-
-
-def input_length(text: str, add_special_tokens: bool = True) -> int:
-    """Token count the router validates: the text plus BOS when special tokens are added."""
-    return count_tokens(text) + (1 if add_special_tokens else 0)
+    id: int
+    text: str
+    start: int
+    stop: int
 
 
 def message_text(content: Any) -> str:
@@ -82,58 +58,81 @@ def message_text(content: Any) -> str:
     return str(content)
 
 
-def apply_chat_template(messages: Sequence[Mapping[str, Any]]) -> str:
-    """Llama-3-style template; the prompt ends with the assistant header (generation prompt)."""
-    parts = [BOS_TOKEN]
-    for m in messages:
-        role = str(m.get("role", "user"))
-        parts.append(f"<|start_header_id|>{role}<|end_header_id|>\n\n")
-        parts.append(message_text(m.get("content")))
-        parts.append(EOS_TOKEN)
-    parts.append("<|start_header_id|>assistant<|end_header_id|>\n\n")
-    return "".join(parts)
+class TokenModel:
+    """Tokenizer, chat template and deterministic answers of one deployed model."""
 
+    def __init__(self, tokenizer: ModelTokenizer) -> None:
+        self.tok = tokenizer
+        stops = tokenizer.stop_token_ids
+        self.eos_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else None
+        if self.eos_id is None and stops:
+            self.eos_id = stops[0]
+        eos_text = None if self.eos_id is None else tokenizer.id_to_token(self.eos_id)
+        self.eos_text = eos_text or ""
+        self.has_chat_template = tokenizer.chat_template is not None
+        ids = list(tokenizer.encode(_ANSWER_WORDS, add_special_tokens=False))
+        specials = {tokenizer.bos_token_id, tokenizer.eos_token_id}
+        self._ids = tuple(i for i in ids if i not in specials) or (0,)
+        size = len(self._ids)
+        # Text each answer token contributes: alone at the start, and after another answer
+        # token (incremental detokenization, as text_generation_server/models/model.py
+        # decode_token does), so that the streamed pieces add up to decode(all ids).
+        self._first = tuple(tokenizer.decode([i]) for i in self._ids)
+        cycle = list(self._ids) * 2
+        mids = []
+        for j in range(size):
+            before = tokenizer.decode(cycle[: size + j])
+            mids.append(tokenizer.decode(cycle[: size + j + 1])[len(before) :])
+        self._mid = tuple(mids)
 
-def generation_offset(prompt: str) -> int:
-    """Where in the vocabulary a prompt's answer starts (deterministic per prompt)."""
-    return zlib.crc32(prompt.encode("utf-8", "surrogatepass")) % _VOCAB_SIZE
+    # --- input side ---------------------------------------------------------------------
 
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=add_special_tokens)
 
-def token_text(offset: int, i: int) -> str:
-    """Text of generated token ``i``; the first token has no leading space."""
-    t = _TOKEN_TEXTS[(offset + i) % _VOCAB_SIZE]
-    return t[1:] if i == 0 else t
+    def input_length(self, text: str, add_special_tokens: bool = True) -> int:
+        return len(self.encode(text, add_special_tokens))
 
+    def pieces(self, text: str, add_special_tokens: bool = True) -> list[Piece]:
+        """Tokens with character offsets; ``text`` is the input's slice, as in
+        router/src/server.rs ``tokenize`` (a special token like BOS has an empty slice)."""
+        ids = self.encode(text, add_special_tokens)
+        offsets = self.tok.offsets(text, add_special_tokens=add_special_tokens)
+        return [Piece(i, text[a:b], a, b) for i, (a, b) in zip(ids, offsets, strict=True)]
 
-def token_id(offset: int, i: int) -> int:
-    return _TOKEN_IDS[(offset + i) % _VOCAB_SIZE]
+    def apply_chat_template(
+        self, messages: Sequence[Mapping[str, Any]], tools: list[Any] | None = None
+    ) -> str:
+        """The snapshot's template; raises ``devstack.model_files.NoChatTemplate``."""
+        flat = [{**m, "content": message_text(m.get("content"))} for m in messages]
+        return self.tok.apply_chat_template(flat, add_generation_prompt=True, tools=tools)
 
+    # --- output side --------------------------------------------------------------------
 
-def generated_text(offset: int, n: int) -> str:
-    """Concatenated text of the first ``n`` generated (non-special) tokens."""
-    if n <= 0:
-        return ""
-    start = offset % _VOCAB_SIZE
-    words: list[str] = []
-    remaining = n
-    idx = start
-    while remaining > 0:
-        take = min(remaining, _VOCAB_SIZE - idx)
-        words.extend(_VOCAB[idx : idx + take])
-        remaining -= take
-        idx = 0
-    return " ".join(words)
+    def generation_offset(self, prompt: str) -> int:
+        """Where in the answer vocabulary a prompt's answer starts."""
+        return zlib.crc32(prompt.encode("utf-8", "surrogatepass")) % len(self._ids)
 
+    def token_id(self, offset: int, i: int) -> int:
+        return self._ids[(offset + i) % len(self._ids)]
 
-def find_stop(offset: int, n: int, stops: Iterable[str]) -> int | None:
-    """Number of tokens generated when the first stop sequence completes, if any does."""
-    stops = [s for s in stops if s]
-    if not stops:
+    def token_text(self, offset: int, i: int) -> str:
+        j = (offset + i) % len(self._ids)
+        return self._first[j] if i == 0 else self._mid[j]
+
+    def generated_text(self, offset: int, n: int) -> str:
+        """Text of the first ``n`` generated (non-special) tokens."""
+        return "".join(self.token_text(offset, i) for i in range(max(0, n)))
+
+    def find_stop(self, offset: int, n: int, stops: Iterable[str]) -> int | None:
+        """Number of tokens generated when the first stop sequence completes, if any does."""
+        stops = [s for s in stops if s]
+        if not stops:
+            return None
+        longest = max(len(s) for s in stops) + 8
+        text = ""
+        for i in range(n):
+            text = (text + self.token_text(offset, i))[-longest:]
+            if any(s in text for s in stops):
+                return i + 1
         return None
-    text = ""
-    for i in range(n):
-        text += token_text(offset, i)
-        tail = text[-(max(len(s) for s in stops) + 8) :]
-        if any(s in tail for s in stops):
-            return i + 1
-    return None

@@ -2,32 +2,68 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engines.base import HUB_CACHE_PATH, hf_token_env
+from engines.base import (
+    HUB_CACHE_PATH,
+    MISSING_WEIGHTS_NEEDLES,
+    MISSING_WEIGHTS_REMEDY,
+    Failure,
+    HttpCall,
+    InfoCheck,
+    MemoryModel,
+    Probes,
+    QuantizationTable,
+    first_match,
+    hf_token_env,
+)
 from engines.errors import SpecError
+from engines.promql import EngineMetrics
+from engines.tgi.metrics import TGI_METRICS
 
 if TYPE_CHECKING:
     from deployments.rendering.specs import ServingSpec
 
-
-TGI_QUANTIZE_VALUES = frozenset(
-    {
-        "awq",
-        "compressed-tensors",
-        "eetq",
-        "exl2",
-        "gptq",
-        "marlin",
-        "bitsandbytes",
-        "bitsandbytes-nf4",
-        "bitsandbytes-fp4",
-        "fp8",
-    }
+# launcher/src/main.rs `Quantization` and server/text_generation_server/utils/quantization.py.
+TGI_QUANTIZATION = QuantizationTable(
+    # Applied while loading a 16-bit checkpoint, with the weight size left relative to 16 bits.
+    on_the_fly={
+        "bitsandbytes": 0.5,
+        "bitsandbytes-nf4": 0.25,
+        "bitsandbytes-fp4": 0.25,
+        "eetq": 0.5,
+        "fp8": 0.5,
+    },
+    # Needs a checkpoint quantized that way, by the checkpoint's quant_method.
+    pre_quantized={
+        "awq": ("awq",),
+        "gptq": ("gptq", "marlin"),
+        "marlin": ("marlin",),
+        "exl2": ("exl2",),
+        "compressed-tensors": ("compressed-tensors",),
+    },
+    float16_only=frozenset({"awq", "gptq", "marlin", "exl2"}),
+    dtypes=frozenset({"float16", "bfloat16"}),
+    kv_cache_dtypes=frozenset({"fp8_e4m3fn", "fp8_e5m2"}),
+    no_tensor_parallel=frozenset({"exl2"}),
 )
-TGI_DTYPE_VALUES = frozenset({"float16", "bfloat16"})
-TGI_KV_CACHE_DTYPE_VALUES = frozenset({"fp8_e4m3fn", "fp8_e5m2"})
+TGI_QUANTIZE_VALUES = TGI_QUANTIZATION.all_values
+TGI_DTYPE_VALUES = TGI_QUANTIZATION.dtypes
+TGI_KV_CACHE_DTYPE_VALUES = TGI_QUANTIZATION.kv_cache_dtypes
+
+REMEDY_OOM = (
+    "lower max input tokens or quantize the model (or lower max total tokens / batch prefill "
+    "tokens, or choose a tier with more GPU memory)"
+)
+
+TGI_PROBES = Probes(startup="/health", readiness="/health", liveness="/health")
+TGI_MEMORY = MemoryModel(
+    fraction_for_kv=0.90,
+    runtime_overhead_bytes=1_500_000_000,
+    explanation="TGI keeps 10% of the rest in reserve (TGI_WIGGLE_ROOM)",
+)
 
 
 @dataclass(frozen=True)
@@ -36,28 +72,41 @@ class TGIEngine:
 
     name: str = "tgi"
     label: str = "Text Generation Inference"
+    default_image: str = "ghcr.io/huggingface/text-generation-inference:3.3.6"
     app_name: str = "text-generation-inference"
     container_name: str = "tgi"
     port: int = 80
     health_path: str = "/health"
+    # router/src/server.rs: /health answers 200 only when the shards can serve (it runs a
+    # one-token prefill when no request succeeded lately); the port binds after warm-up.
+    probes: Probes = TGI_PROBES
     metrics_path: str = "/metrics"
     queue_size_metric: str = "tgi_queue_size"
     graceful_shutdown_seconds: int = 90  # --graceful-termination-timeout default
     hub_cache_path: str = HUB_CACHE_PATH
+    quantization: QuantizationTable = TGI_QUANTIZATION
+    # TGI_WIGGLE_ROOM (server/text_generation_server/models/globals.py): 10 % of free memory
+    # stays back when the KV cache (max_batch_total_tokens) is sized at warm-up.
+    memory: MemoryModel = TGI_MEMORY
+    metrics: EngineMetrics = TGI_METRICS
 
     def validate(self, spec: ServingSpec) -> None:
-        if spec.quantize is not None and spec.quantize not in TGI_QUANTIZE_VALUES:
-            allowed = ", ".join(sorted(TGI_QUANTIZE_VALUES))
+        table = self.quantization
+        if spec.quantize is not None and spec.quantize not in table.all_values:
+            allowed = ", ".join(sorted(table.all_values))
             raise SpecError("quantize", f"TGI accepts {allowed} (got {spec.quantize!r})")
-        if spec.dtype is not None and spec.dtype not in TGI_DTYPE_VALUES:
+        if spec.dtype is not None and spec.dtype not in table.dtypes:
             raise SpecError("dtype", f"TGI accepts float16 or bfloat16 (got {spec.dtype!r})")
-        if spec.kv_cache_dtype is not None and spec.kv_cache_dtype not in TGI_KV_CACHE_DTYPE_VALUES:
+        if spec.kv_cache_dtype is not None and spec.kv_cache_dtype not in table.kv_cache_dtypes:
             raise SpecError(
                 "kv_cache_dtype",
                 f"TGI accepts fp8_e4m3fn or fp8_e5m2 (got {spec.kv_cache_dtype!r})",
             )
-        if spec.quantize == "exl2" and spec.tier.gpus_per_replica > 1:
+        if spec.quantize in table.no_tensor_parallel and spec.tier.gpus_per_replica > 1:
             raise SpecError("quantize", "exl2 does not support tensor parallelism (num_shard > 1)")
+
+    def command(self) -> list[str] | None:
+        return None  # the image's entrypoint is text-generation-launcher
 
     def args(self, spec: ServingSpec) -> list[str]:
         self.validate(spec)
@@ -107,6 +156,89 @@ class TGIEngine:
             # The router otherwise reports anonymous usage statistics to huggingface.co.
             {"name": "USAGE_STATS", "value": "off"},
         ]
+
+    # --- the gateway's token count (router/src/server.rs tokenize, chat_tokenize) -----------
+
+    def tokenize_text(self, prompt: str) -> HttpCall:
+        return HttpCall("/tokenize", {"inputs": prompt})
+
+    def tokenize_chat(self, body: Mapping[str, Any]) -> HttpCall | None:
+        request = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        return HttpCall("/chat_tokenize", request)
+
+    def token_count(self, call: HttpCall, answer: Any) -> int | None:
+        # /tokenize answers a list of tokens; /chat_tokenize {"tokenize_response": [...], ...}.
+        if call.path == "/chat_tokenize" and isinstance(answer, dict):
+            answer = answer.get("tokenize_response")
+        return len(answer) if isinstance(answer, list) else None
+
+    # --- the pre-promotion check ------------------------------------------------------------
+
+    def info_checks(self, spec: ServingSpec) -> Sequence[InfoCheck]:
+        return [
+            InfoCheck(
+                "/info",
+                {
+                    "model_id": spec.model.repo_id,
+                    "max_total_tokens": spec.max_total_tokens,
+                    "max_input_tokens": spec.max_input_tokens,
+                },
+            )
+        ]
+
+    def smoke_request(self, spec: ServingSpec) -> HttpCall:
+        if getattr(spec.model, "has_chat_template", True):
+            return HttpCall(
+                "/v1/chat/completions",
+                {
+                    "model": "tgi",
+                    "messages": [{"role": "user", "content": "ping"}],
+                    "max_tokens": 4,
+                },
+            )
+        # A base model without a chat template: TGI answers the chat route 422 "Template
+        # error: template not found"; its native route works.
+        return HttpCall("/generate", {"inputs": "ping", "parameters": {"max_new_tokens": 4}})
+
+    def smoke_answered(self, call: HttpCall, answer: Any) -> bool:
+        if call.path == "/generate":
+            return isinstance(answer, dict) and "generated_text" in answer
+        return isinstance(answer, dict) and bool(answer.get("choices"))
+
+    # --- failures (launcher/src/main.rs: the launcher exits 1 whatever the shard's error) ---
+
+    def classify_failure(self, exit_code: int | None, log_tail: Sequence[str]) -> Failure | None:
+        line = first_match(
+            log_tail,
+            "CUDA out of memory",
+            "OutOfMemoryError",
+            "out of memory",
+            "Not enough memory to handle",
+        )
+        if line is not None:
+            return Failure(
+                f"TGI ran out of GPU memory while loading or warming up: {line}", REMEDY_OOM
+            )
+        # Offline, download-weights only reads the cache (server/text_generation_server/cli.py,
+        # utils/hub.py): no safetensors, then no .bin either; the launcher ends DownloadError.
+        line = first_match(
+            log_tail, *MISSING_WEIGHTS_NEEDLES, "EntryNotFoundError", "Error: DownloadError"
+        )
+        if line is not None:
+            return Failure(f"TGI found no cached weights: {line}", MISSING_WEIGHTS_REMEDY)
+        line = first_match(log_tail, "error: invalid value", "error: unexpected argument")
+        if line is not None or exit_code == 2:
+            return Failure(
+                f"TGI's launcher refused its arguments: {line or f'exit code {exit_code}'}",
+                "a setting this TGI version does not accept: change the spec or the tier's image",
+            )
+        line = first_match(log_tail, "trust_remote_code", "is not supported")
+        if line is not None:
+            return Failure(
+                f"TGI cannot load this model: {line}",
+                "the model's architecture needs trust_remote_code or another engine",
+            )
+        return None
 
 
 TGI_ENGINE = TGIEngine()

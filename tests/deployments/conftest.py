@@ -13,6 +13,7 @@ from deployments.admission import ServingRequest
 from deployments.choices import TERMINAL_STATES
 from deployments.models import Deployment, Rollout, Tier
 from deployments.services import Promotion, create_deployment
+from engines import DEFAULT_ENGINE
 from tenants import services as tenant_services
 from tenants.audit import Actor
 from tenants.models import Tenant
@@ -28,13 +29,19 @@ class Fleet:
     tenant: Tenant
     pool: WorkerPool
     k8s: Any
+    # The engine new deployments run (override per call with deploy(engine=...)).
+    engine: str = DEFAULT_ENGINE
 
     @property
     def actor(self) -> Actor:
         return Actor(self.world.users["maintainer_a"], "api")
 
     def request(self, tier: str = "a100-80g", **overrides: Any) -> ServingRequest:
-        values: dict[str, Any] = {"max_total_tokens": 2048, "max_input_tokens": 1024} | overrides
+        values: dict[str, Any] = {
+            "engine": self.engine,
+            "max_total_tokens": 2048,
+            "max_input_tokens": 1024,
+        } | overrides
         return ServingRequest(
             model=self.world.objects["model_a"], tier=Tier.objects.get(slug=tier), **values
         )
@@ -71,7 +78,16 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(world: World, cluster_tenant: Tenant, worker_pool: WorkerPool, k8s: Any) -> Fleet:
+def engine() -> str:
+    """The engine of the fleet's deployments; parametrize ``engine`` to run a test per engine
+    (``@pytest.mark.parametrize("engine", list(ENGINES))`` overrides this fixture)."""
+    return DEFAULT_ENGINE
+
+
+@pytest.fixture
+def fleet(
+    world: World, cluster_tenant: Tenant, worker_pool: WorkerPool, k8s: Any, engine: str
+) -> Fleet:
     admin = Actor(world.users["admin"], "cli")
     tenant_services.update_quota(
         admin, cluster_tenant, {"allowed_tiers": ["l4", "a100-80g", "a100-80g-x2"], "max_gpus": 16}
@@ -82,4 +98,4 @@ def fleet(world: World, cluster_tenant: Tenant, worker_pool: WorkerPool, k8s: An
     registry.acknowledge_license(Actor(world.users["owner_a"], "cli"), model)
     worker_pool.env.update({"ROLLOUT_RECONCILE_SECONDS": "1", "ROLLOUT_CLAIM_SECONDS": "4"})
     worker_pool.start(beat=True)
-    return Fleet(world=world, tenant=cluster_tenant, pool=worker_pool, k8s=k8s)
+    return Fleet(world=world, tenant=cluster_tenant, pool=worker_pool, k8s=k8s, engine=engine)

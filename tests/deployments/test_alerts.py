@@ -65,13 +65,13 @@ def test_exported_rules_follow_the_tiers_thresholds(tiers: list[Tier], tmp_path:
 
     rules = yaml.safe_load(target.read_text())["groups"][0]["rules"]
     l4 = {rule["alert"]: rule for rule in rules if rule["labels"]["tier"] == "l4"}
-    assert l4["TGIQueueDepthHigh"]["expr"].endswith("> 5")
-    assert 'inference_portal_tier="l4"' in l4["TGIQueueDepthHigh"]["expr"]
-    assert l4["TGITimeToFirstTokenHigh"]["expr"].endswith("> 0.75")
-    assert (l4["TGIQueueDepthHigh"]["for"], l4["TGITimeToFirstTokenHigh"]["for"]) == ("2m", "5m")
+    assert l4["QueueDepthHigh"]["expr"].endswith("> 5")
+    assert 'inference_portal_tier="l4"' in l4["QueueDepthHigh"]["expr"]
+    assert l4["TimeToFirstTokenHigh"]["expr"].endswith("> 0.75")
+    assert (l4["QueueDepthHigh"]["for"], l4["TimeToFirstTokenHigh"]["for"]) == ("2m", "5m")
     for rule in rules:
         assert "$labels.inference_portal_deployment" in rule["annotations"]["summary"]
-    remedies = l4["TGITimeToFirstTokenHigh"]["annotations"]["remedy"]
+    remedies = l4["TimeToFirstTokenHigh"]["annotations"]["remedy"]
     for remedy in ("Add replicas", "max input tokens", "dedicated GPU pool", "quantized"):
         assert remedy in remedies
 
@@ -204,7 +204,7 @@ def test_queue_and_ttft_alerts_fire_under_load_and_clear(
             found = [
                 a
                 for a in alerts.evaluate(namespace)
-                if a.guardrail.alert == "TGIQueueDepthHigh" and a.firing
+                if a.guardrail.alert == "QueueDepthHigh" and a.firing
             ]
             return found or None
 
@@ -214,24 +214,22 @@ def test_queue_and_ttft_alerts_fire_under_load_and_clear(
         assert queue_alert.value > 3 and queue_alert.threshold == 3
 
         page = client.get(page_url).content.decode()
-        assert 'data-alert="TGIQueueDepthHigh" data-state="firing" data-deployment="chat"' in page
+        assert 'data-alert="QueueDepthHigh" data-state="firing" data-deployment="chat"' in page
         assert "Add replicas" in page and "dedicated GPU pool" in page
         detail = client.get(deployment_url, HTTP_HX_REQUEST="true").content.decode()
-        assert 'data-alert="TGIQueueDepthHigh" data-state="firing"' in detail
+        assert 'data-alert="QueueDepthHigh" data-state="firing"' in detail
 
         # Queued requests waited seconds before prefill: p95 TTFT passes the 0.5 s threshold.
         def ttft_alert() -> list[alerts.Alert] | None:
             found = [
-                a
-                for a in alerts.evaluate(namespace)
-                if a.guardrail.alert == "TGITimeToFirstTokenHigh"
+                a for a in alerts.evaluate(namespace) if a.guardrail.alert == "TimeToFirstTokenHigh"
             ]
             return found or None
 
         [ttft] = wait_for(ttft_alert, 60, describe=lambda: alerts.evaluate(namespace))
         assert ttft.value > 0.5
         detail = client.get(deployment_url, HTTP_HX_REQUEST="true").content.decode()
-        assert 'data-alert="TGITimeToFirstTokenHigh"' in detail
+        assert 'data-alert="TimeToFirstTokenHigh"' in detail
         assert "Lower max input tokens" in detail and "quantized model" in detail
 
     finally:
@@ -239,8 +237,8 @@ def test_queue_and_ttft_alerts_fire_under_load_and_clear(
 
     # The queue drained: the queue alert clears (TTFT keeps its 5-minute rate window).
     def queue_cleared() -> bool:
-        return not any(a.guardrail.alert == "TGIQueueDepthHigh" for a in alerts.evaluate(namespace))
+        return not any(a.guardrail.alert == "QueueDepthHigh" for a in alerts.evaluate(namespace))
 
     wait_for(queue_cleared, 30, describe=lambda: alerts.evaluate(namespace))
     page = client.get(page_url).content.decode()
-    assert 'data-alert="TGIQueueDepthHigh"' not in page
+    assert 'data-alert="QueueDepthHigh"' not in page

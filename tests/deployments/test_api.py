@@ -92,7 +92,9 @@ def test_any_signed_in_user_lists_the_tiers(world: World) -> None:
     l4 = tiers["l4"]
     assert l4["gpu_product"] == "NVIDIA-L4" and l4["gpu_memory_gb"] == 24.0
     assert l4["gpus_per_replica"] == 1 and l4["max_total_tokens_limit"] == 16384
-    assert l4["price_per_gpu_hour"] == "0.8000" and l4["image"].startswith("ghcr.io/")
+    assert l4["price_per_gpu_hour"] == "0.8000" and l4["engine_images"]["tgi"].startswith(
+        "ghcr.io/huggingface/text-generation-inference:"
+    )
     assert world.client_for("anonymous").get(reverse("api-tier-list")).status_code == 401
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from kubernetes.client import (
     V1ContainerState,
     V1ContainerStateTerminated,
@@ -16,12 +17,24 @@ from kubernetes.client import (
     V1PodStatus,
 )
 
-from deployments.rollout import UNSCHEDULABLE_GRACE_SECONDS, diagnose
+from deployments.rollout import UNSCHEDULABLE_GRACE_SECONDS
+from deployments.serving_checks import diagnose as diagnose_with_logs
+from engines import ENGINES
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def pod(*, conditions: list[V1PodCondition] | None = None, **container: Any) -> V1Pod:
+def no_logs(pod: str, namespace: str, container: str) -> list[str]:
+    return []
+
+
+def diagnose(pods: list[V1Pod], now: datetime, since: datetime) -> tuple[str, str] | None:
+    return diagnose_with_logs(pods, now, since, read_log=no_logs)
+
+
+def pod(
+    *, conditions: list[V1PodCondition] | None = None, engine: str = "tgi", **container: Any
+) -> V1Pod:
     status = V1ContainerStatus(
         name="tgi",
         image="tgi",
@@ -32,7 +45,9 @@ def pod(*, conditions: list[V1PodCondition] | None = None, **container: Any) -> 
         last_state=V1ContainerState(terminated=container.get("terminated")),
     )
     return V1Pod(
-        metadata=V1ObjectMeta(name="tgi-chat-green-abc"),
+        metadata=V1ObjectMeta(
+            name="tgi-chat-green-abc", namespace="tenant-acme", labels={"inference.backend": engine}
+        ),
         status=V1PodStatus(conditions=conditions or [], container_statuses=[status]),
     )
 
@@ -64,7 +79,8 @@ def test_oom_killed() -> None:
 def test_image_pull_errors() -> None:
     pulling = pod(waiting=V1ContainerStateWaiting(reason="ImagePullBackOff", message="not found"))
     reason, remedy = diagnose([pulling], NOW, NOW)  # type: ignore[misc]
-    assert "cannot be pulled: not found" in reason and "pinned TGI image" in remedy
+    assert "cannot be pulled: not found" in reason
+    assert "pinned Text Generation Inference image" in remedy
 
 
 def test_crash_loop_needs_repeated_crashes() -> None:
@@ -98,3 +114,85 @@ def test_healthy_pods_have_nothing_to_report() -> None:
         diagnose([pod(waiting=V1ContainerStateWaiting(reason="ContainerCreating"))], NOW, NOW)
         is None
     )
+
+
+# The last lines each real engine prints when the GPU runs out of memory while starting
+# (TGI: launcher/src/main.rs exits 1 after the shard's torch error; vLLM: the engine core's
+# ValueError or torch OOM, then exit 1; SGLang: the scheduler's RuntimeError, after which the
+# launcher kills its own process tree: exit 137 without the kubelet's OOMKilled).
+GPU_OOM_LOGS = {
+    "tgi": (
+        1,
+        [
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.",
+            "ERROR text_generation_launcher: Shard 0 failed to start",
+            "Error: ShardCannotStart",
+        ],
+    ),
+    "vllm": (
+        1,
+        [
+            "ValueError: No available memory for the cache blocks. Try increasing "
+            "`gpu_memory_utilization` when initializing the engine.",
+            "RuntimeError: Engine core initialization failed. See root cause above.",
+        ],
+    ),
+    "sglang": (
+        137,
+        [
+            "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.",
+            "Received sigquit from a child process. It usually means the child failed.",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_gpu_out_of_memory_is_read_from_the_previous_log(engine: str) -> None:
+    exit_code, lines = GPU_OOM_LOGS[engine]
+    crashed = pod(
+        engine=engine,
+        waiting=V1ContainerStateWaiting(reason="CrashLoopBackOff"),
+        restarts=1,
+        terminated=V1ContainerStateTerminated(exit_code=exit_code, reason="Error"),
+    )
+    asked: list[tuple[str, str, str]] = []
+
+    def read_log(pod_name: str, namespace: str, container: str) -> list[str]:
+        asked.append((pod_name, namespace, container))
+        return lines
+
+    reason, remedy = diagnose_with_logs([crashed], NOW, NOW, read_log=read_log)  # type: ignore[misc]
+    assert asked == [("tgi-chat-green-abc", "tenant-acme", "tgi")]
+    assert ENGINES[engine].label in reason and f"exited with code {exit_code}" in reason
+    assert "memory" in reason and "OOMKilled" not in reason
+    assert "quantize" in remedy
+    if engine == "tgi":
+        assert remedy.startswith("lower max input tokens or quantize")
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_offline_start_without_cached_weights(engine: str) -> None:
+    crashed = pod(engine=engine, terminated=V1ContainerStateTerminated(exit_code=1), restarts=1)
+    lines = [
+        "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find the requested files in the "
+        "local cache and outgoing traffic has been disabled."
+    ]
+    reason, remedy = diagnose_with_logs(  # type: ignore[misc]
+        [crashed], NOW, NOW, read_log=lambda *_: lines
+    )
+    assert "no cached weights" in reason and "weight download" in remedy
+
+
+def test_an_unrecognised_crash_waits_for_the_crash_loop_and_quotes_the_log() -> None:
+    once = pod(terminated=V1ContainerStateTerminated(exit_code=1), restarts=1)
+    assert diagnose_with_logs([once], NOW, NOW, read_log=lambda *_: ["something odd"]) is None
+    looping = pod(
+        waiting=V1ContainerStateWaiting(reason="CrashLoopBackOff"),
+        terminated=V1ContainerStateTerminated(exit_code=1),
+        restarts=2,
+    )
+    reason, _ = diagnose_with_logs(  # type: ignore[misc]
+        [looping], NOW, NOW, read_log=lambda *_: ["first", "something odd"]
+    )
+    assert reason.endswith("last log line: something odd")

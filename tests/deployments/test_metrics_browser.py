@@ -126,7 +126,7 @@ def test_metrics_page_refreshes_in_place_and_shows_alerts(
         timeout=15_000,
     )
     assert page.evaluate("window.__marker") == "same page"
-    alert = page.locator("[data-alert=TGIQueueDepthHigh][data-deployment=busy]")
+    alert = page.locator("[data-alert=QueueDepthHigh][data-deployment=busy]")
     assert alert.get_attribute("data-state") == "firing"
     assert "Add replicas" in alert.inner_text()
     assert page.locator("svg.sparkline").count() >= 4

@@ -382,7 +382,7 @@ def test_active_service_selects_active_colour_and_preview_the_other() -> None:
     for service in (active, preview):
         assert service["spec"]["type"] == "ClusterIP"
         assert service["spec"]["ports"] == [
-            {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 80}
+            {"name": "http", "protocol": "TCP", "port": 80, "targetPort": "http"}
         ]
         assert service["spec"]["selector"]["inference.portal/deployment"] == "chat"
         assert service["spec"]["selector"]["app.kubernetes.io/name"] == (
@@ -453,7 +453,7 @@ def test_hpa_scales_the_colour_on_tgi_queue_size() -> None:
 # --- NetworkPolicy --------------------------------------------------------------------------
 
 
-def test_network_policy_admits_only_gateway_and_prometheus_on_port_80() -> None:
+def test_network_policy_admits_only_gateway_and_prometheus_on_the_serving_port() -> None:
     policy = render_network_policy(make_spec())
 
     assert policy["spec"]["podSelector"] == {
@@ -476,7 +476,7 @@ def test_network_policy_admits_only_gateway_and_prometheus_on_port_80() -> None:
                     }
                 },
             ],
-            "ports": [{"protocol": "TCP", "port": 80}],
+            "ports": [{"protocol": "TCP", "port": "http"}],
         }
     ]
 

@@ -83,7 +83,8 @@ def test_oom_new_side_fails_with_the_remedy(fleet: Fleet) -> None:
         pod_annotations={FAULTS: "oom"},
     )
     rollout = fleet.wait_state(rollout, S.FAILED)
-    assert "ran out of memory (OOMKilled)" in rollout.failure_reason
+    # Real TGI exits 1 after a CUDA OOM at warm-up: the cause is only in the log.
+    assert "ran out of GPU memory" in rollout.failure_reason
     assert "lower max input tokens" in rollout.remedy
     assert active_colour(fleet) == "blue"
 

@@ -158,6 +158,70 @@ def test_reconciler_repairs_a_deleted_serving_side(fleet: Fleet) -> None:
     assert event is not None and any("missing" in d for d in event.changes["drift"])
 
 
+def test_reconciler_repairs_a_service_selector_drift_without_touching_the_pods(
+    fleet: Fleet,
+) -> None:
+    """The repair re-renders the serving side exactly as the rollout did: the tenant's pod
+    annotations stay (no new pod template, so no replica restarts) and the replica count an
+    autoscaler chose is left alone."""
+    from tests.fixtures.cluster import wait_for
+
+    deployment, rollout = fleet.deploy(
+        autoscaling=True,
+        replicas=1,
+        min_replicas=1,
+        max_replicas=3,
+        pod_annotations={"mesh.example.com/inject": "enabled"},
+    )
+    fleet.wait_state(rollout, S.COMPLETED)
+    ns = fleet.tenant.namespace
+    apps = fleet.k8s.apps
+    # Scale as the HPA controller does: through the scale subresource, under its own manager.
+    apps.patch_namespaced_deployment_scale(
+        "tgi-chat-blue", ns, {"spec": {"replicas": 2}}, field_manager="horizontal-pod-autoscaler"
+    )
+
+    def pods() -> dict[str, str]:
+        found = fleet.k8s.core.list_namespaced_pod(
+            ns, label_selector="inference.portal/deployment=chat"
+        ).items
+        return {
+            p.metadata.uid: p.metadata.labels.get("pod-template-hash", "")
+            for p in found
+            if p.metadata.deletion_timestamp is None
+        }
+
+    def scaled() -> bool:
+        status = apps.read_namespaced_deployment("tgi-chat-blue", ns).status
+        return status.ready_replicas == 2 and len(pods()) == 2
+
+    wait_for(scaled, 90, describe="the autoscaled second replica to be ready")
+    before = apps.read_namespaced_deployment("tgi-chat-blue", ns)
+    pods_before = pods()
+    assert before.spec.template.metadata.annotations["mesh.example.com/inject"] == "enabled"
+
+    fleet.k8s.core.patch_namespaced_service(
+        "tgi-chat", ns, {"spec": {"selector": {"inference.portal/colour": "green"}}}
+    )
+    wait_for(
+        lambda: active_selector(fleet, "chat")["inference.portal/colour"] == "blue",
+        60,
+        describe="the reconciler to point the Service at the blue side again",
+    )
+    from tenants.models import AuditEvent
+
+    event = AuditEvent.objects.filter(
+        action="deployment.repair", target_id=str(deployment.pk)
+    ).first()
+    assert event is not None and any("does not select" in d for d in event.changes["drift"])
+
+    after = apps.read_namespaced_deployment("tgi-chat-blue", ns)
+    assert after.metadata.generation == before.metadata.generation
+    assert after.spec.replicas == 2
+    assert after.spec.template.metadata.annotations["mesh.example.com/inject"] == "enabled"
+    assert pods() == pods_before
+
+
 def test_prometheus_answers_tgi_request_count_for_the_pod(fleet: Fleet, cluster: Any) -> None:
     """Traffic to a rolled-out pod shows up in Prometheus, queried with prometheus-api-client."""
     from prometheus_api_client import PrometheusConnect
@@ -185,3 +249,19 @@ def test_prometheus_answers_tgi_request_count_for_the_pod(fleet: Fleet, cluster:
     assert {s["metric"]["inference_portal_deployment"] for s in samples} == {"chat"}
     assert {s["metric"]["inference_portal_colour"] for s in samples} == {"blue"}
     assert total >= 5
+
+
+def test_switching_from_tgi_to_vllm_is_a_blue_green_rollout(fleet: Fleet) -> None:
+    """The engine is a field of the revision: the new colour runs vLLM while TGI keeps serving
+    until it is promoted."""
+    deployment, first = fleet.deploy()
+    fleet.wait_state(first, S.COMPLETED)
+    deployment.refresh_from_db()
+    _, second, _ = services.change_deployment(fleet.actor, deployment, fleet.request(engine="vllm"))
+    assert second.colour == "green" and second.previous_colour == "blue"
+    fleet.wait_state(second, S.COMPLETED, timeout=180)
+    assert active_selector(fleet, "chat")["inference.portal/colour"] == "green"
+    green = fleet.k8s.apps.read_namespaced_deployment("tgi-chat-green", fleet.tenant.namespace)
+    (container,) = green.spec.template.spec.containers
+    assert container.image.startswith("vllm/vllm-openai:")
+    assert second.revision.engine == "vllm"

@@ -22,6 +22,7 @@ from devstack.cluster import (
     SIM_KUBELET_ANNOTATION,
     SIM_KUBELET_ANNOTATION_VALUE,
     ClusterInfo,
+    config,
     nodes,
 )
 from tests.fixtures.cluster import K8sClients, wait_for
@@ -128,6 +129,10 @@ def test_pool_nodes_are_ready_gpu_nodes(k8s: K8sClients) -> None:
         node = by_name[name]
         assert node.spec.pod_cidr == manifest["spec"]["podCIDR"]
         assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+        # Where the apiserver sends pods/log: the simulated kubelet's HTTPS port, kept by
+        # kwok's heartbeats.
+        assert node.status.daemon_endpoints.kubelet_endpoint.port == config.KUBELET_PORT
+        assert ("InternalDNS", "localhost") in [(a.type, a.address) for a in node.status.addresses]
 
 
 def test_two_gpus_on_an_l4_node_are_unschedulable(k8s: K8sClients, namespace: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from devstack.cluster import (
     SIM_KUBELET_ANNOTATION_VALUE,
     SIM_KUBELET_POD_JQ,
     config,
+    control,
     is_sim_kubelet_pod,
     nodes,
+    processes,
     prometheus,
     stages,
 )
@@ -32,6 +35,8 @@ def _pod(image: str, annotations: dict[str, str] | None = None) -> dict[str, obj
     [
         (_pod("ghcr.io/huggingface/text-generation-inference:3.3.6"), True),
         (_pod("localhost:5000/inference-portal:dev"), True),
+        (_pod("vllm/vllm-openai:v0.11.0"), True),
+        (_pod("docker.io/lmsysorg/sglang:v0.5.5"), True),
         (_pod("registry.k8s.io/pause:3.10"), False),
         (_pod("busybox", {SIM_KUBELET_ANNOTATION: SIM_KUBELET_ANNOTATION_VALUE}), True),
         (_pod("busybox", {SIM_KUBELET_ANNOTATION: "kwok"}), False),
@@ -110,3 +115,53 @@ def test_prometheus_scrapes_tgi_pods_through_the_local_apiserver(tmp_path: Path)
     assert keep["regex"] == "tgi"
     assert jobs["portal-web"]["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
     assert jobs["gateway"]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]
+
+
+def test_nodes_advertise_the_simulated_kubelet_where_the_apiserver_looks(tmp_path: Path) -> None:
+    manifest = nodes.pool_node_manifests()[0]
+    status = manifest["status"]
+    assert status["daemonEndpoints"] == {"kubeletEndpoint": {"Port": config.KUBELET_PORT}}
+    assert {"type": "InternalDNS", "address": "localhost"} in status["addresses"]
+    specs = control.component_specs(config.Layout(tmp_path))
+    apiserver = specs["kube-apiserver"].argv
+    # The apiserver picks the first address of these types a node reports.
+    preferred = next(a for a in apiserver if a.startswith("--kubelet-preferred-address-types="))
+    assert preferred.split("=", 1)[1].split(",")[0] == "InternalDNS"
+    assert any(a.startswith("--kubelet-client-certificate=") for a in apiserver)
+    assert any(a.startswith("--kubelet-certificate-authority=") for a in apiserver)
+    assert f"--node-port={config.KUBELET_PORT}" in specs["kwok"].argv
+    if "kubelet" in specs:
+        assert f"--port={config.KUBELET_PORT}" in specs["kubelet"].argv
+
+
+def _sleeper(tmp_path: Path, argv: list[str], config_file: Path) -> processes.ProcessSpec:
+    return processes.ProcessSpec(
+        name="sleeper",
+        argv=argv,
+        log_file=tmp_path / "sleeper.log",
+        pid_file=tmp_path / "sleeper.pid",
+        identity="time.sleep",
+        min_uptime=0.2,
+        config_files=[config_file],
+    )
+
+
+def test_a_component_whose_flags_or_config_changed_is_restarted(tmp_path: Path) -> None:
+    stages_file = tmp_path / "stages.yaml"
+    stages_file.write_text("one")
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", "--flag=1"]
+    spec = _sleeper(tmp_path, argv, stages_file)
+    first, fresh = processes.ensure_running(spec)
+    try:
+        assert fresh
+        assert processes.ensure_running(spec) == (first, False)  # unchanged: left alone
+        stages_file.write_text("two")
+        assert processes.stale_reason(spec, first) == "configuration changed"
+        second, fresh = processes.ensure_running(spec)
+        assert fresh and second != first and not processes.is_alive(first)
+        changed = _sleeper(tmp_path, [*argv[:-1], "--flag=2"], stages_file)
+        assert processes.stale_reason(changed, second) == "command line changed"
+        third, _ = processes.ensure_running(changed)
+        assert third != second and not processes.is_alive(second)
+    finally:
+        processes.stop(spec, grace=2.0)

@@ -9,26 +9,44 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from devstack.cluster import ClusterInfo, ensure_up
+from devstack.hub import fixtures as hub
 from devstack.kubelet import network
 from devstack.kubelet.kube import KubeClient
 from devstack.kubelet.runtime import proc_start_time
-from tests.fixtures.cluster import wait_for
+from tests.fixtures.cluster import K8sClients, wait_for
 
 pytestmark = pytest.mark.cluster
 
 TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.6"
 PORTAL_IMAGE = "ghcr.io/acme/inference-portal:dev"
-MODEL_ID = "acme/tiny-llama"
+# TGI refuses to start without weights; a local snapshot directory as --model-id needs no Hub
+# (the pod's process sees the host's files, its network namespace reaches no Hub).
+MODEL_DIR = Path(tempfile.gettempdir()) / "devstack-kubelet-tests" / "llama-snapshot"
+MODEL_ID = str(MODEL_DIR)
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def model_weights() -> Path:
+    """The fixture Hub's Llama files (config, tokenizer, weights) at MODEL_DIR."""
+    for name, file in hub.repo(hub.LLAMA_8B_ID).main.files.items():
+        target = MODEL_DIR / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.read_bytes() != file.content:
+            target.write_bytes(file.content)
+    return MODEL_DIR
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +152,11 @@ def pod_when(
     return until(check, timeout, describe(kube, namespace, name))
 
 
+def refusal_message(error: ApiException) -> str:
+    """The message of the Status the apiserver answers with (the kubelet's text)."""
+    return str(json.loads(error.body or "{}").get("message", "")).strip()
+
+
 def ready_endpoint_ips(kube: KubeClient, namespace: str, service: str) -> set[str]:
     slices = kube.request(
         "GET",
@@ -191,7 +214,60 @@ def test_tgi_pod_ready_after_startup_and_serves_its_args(kube: KubeClient, names
     )
 
 
-def test_missing_secret_is_create_container_config_error(kube: KubeClient, namespace: str) -> None:
+@pytest.mark.parametrize(
+    ("image", "command", "args", "port"),
+    [
+        # The vLLM image's entrypoint is `vllm serve`: args start with the model.
+        ("vllm/vllm-openai:v0.11.0", None, [MODEL_ID, "--max-model-len", "2048"], 8000),
+        (
+            "lmsysorg/sglang:v0.5.5",
+            ["python3", "-m", "sglang.launch_server"],
+            ["--model-path", MODEL_ID, "--context-length", "2048"],
+            30000,
+        ),
+    ],
+    ids=["vllm", "sglang"],
+)
+def test_engine_images_run_their_simulator_on_the_pod_ip_and_default_port(
+    kube: KubeClient,
+    k8s: K8sClients,
+    namespace: str,
+    image: str,
+    command: list[str] | None,
+    args: list[str],
+    port: int,
+) -> None:
+    pod = tgi_pod("engine")
+    container = pod["spec"]["containers"][0]
+    container.update(name="engine", image=image, args=args, env=[], ports=[])
+    container.pop("readinessProbe")
+    if command:
+        container["command"] = command
+    kube.create(pods_path(namespace), pod)
+    running = pod_when(
+        kube, namespace, "engine", lambda p: "running" in container_status(p).get("state", {}), 30
+    )
+    pod_ip = running["status"]["podIP"]
+    # The server answers on the pod IP at the port the real server would pick.
+    wait_for(
+        lambda: _answers(f"http://{pod_ip}:{port}/health"),
+        30,
+        describe=lambda: k8s.core.read_namespaced_pod_log("engine", namespace, tail_lines=20),
+    )
+    log = k8s.core.read_namespaced_pod_log("engine", namespace, container="engine")
+    assert f"http://{pod_ip}:{port}" in log
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_missing_secret_is_create_container_config_error(
+    kube: KubeClient, k8s: K8sClients, namespace: str
+) -> None:
     secret_env = {
         "name": "HF_TOKEN",
         "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}},
@@ -217,6 +293,13 @@ def test_missing_secret_is_create_container_config_error(kube: KubeClient, names
         describe=describe(kube, namespace, "tgi-nosecret"),
     )
     assert waiting is not None
+    # pods/log, through the apiserver to the kubelet, says why there is no log yet.
+    with pytest.raises(ApiException) as refused:
+        k8s.core.read_namespaced_pod_log("tgi-nosecret", namespace, container="tgi")
+    assert refused.value.status == 400
+    assert refusal_message(refused.value) == (
+        'container "tgi" in pod "tgi-nosecret" is waiting to start: CreateContainerConfigError'
+    )
     # Creating the secret lets the kubelet's retry start the container.
     kube.create(
         f"/api/v1/namespaces/{namespace}/secrets",
@@ -257,16 +340,82 @@ def test_crash_fault_reaches_crash_loop_back_off(kube: KubeClient, namespace: st
     assert reasons["BackOff"]["type"] == "Warning"
 
 
-def test_oom_fault_reports_oom_killed(kube: KubeClient, namespace: str) -> None:
+def _stamps(log: str) -> list[datetime]:
+    return [datetime.fromisoformat(line.split(" ", 1)[0]) for line in log.splitlines()]
+
+
+def test_pod_log_serves_the_running_instance_and_after_a_crash_the_previous_one(
+    kube: KubeClient, k8s: K8sClients, namespace: str, kubelet_state: Path
+) -> None:
+    name = "tgi-logs"
+    kube.create(pods_path(namespace), tgi_pod(name, faults="crash_after=4", startup_seconds=0.2))
+    pod = pod_when(kube, namespace, name, lambda p: condition(p, "Ready") == "True", 30)
+    core = k8s.core
+    first = core.read_namespaced_pod_log(name, namespace, container="tgi")
+    assert "Shard 0 crashed" not in first and first.strip(), first
+    # No instance has terminated yet: the kubelet's 400, passed on by the apiserver.
+    with pytest.raises(ApiException) as refused:
+        core.read_namespaced_pod_log(name, namespace, container="tgi", previous=True)
+    assert refused.value.status == 400
+    assert refusal_message(refused.value) == (
+        f'previous terminated container "tgi" in pod "{name}" not found'
+    )
+
+    def restarted_and_running() -> dict[str, Any] | None:
+        status = container_status(get_pod(kube, namespace, name))
+        running = "running" in (status.get("state") or {})
+        return status if running and status.get("restartCount", 0) >= 1 else None
+
+    status = until(restarted_and_running, 60, describe(kube, namespace, name))
+    crashed = status["lastState"]["terminated"]
+    assert crashed["exitCode"] == 1
+
+    previous = core.read_namespaced_pod_log(
+        name, namespace, container="tgi", previous=True, tail_lines=3
+    )
+    lines = previous.splitlines()
+    assert len(lines) == 3, previous
+    assert lines[-1] == "Error: ShardFailed"  # the crashed instance's last words
+    assert "Shard 0 crashed" in core.read_namespaced_pod_log(
+        name, namespace, container="tgi", previous=True
+    )
+    # The current log is the new instance's: every line written after the crash.
+    current = wait_for(
+        lambda: (
+            core.read_namespaced_pod_log(name, namespace, container="tgi", timestamps=True) or None
+        ),
+        10,
+        describe=lambda: "the new instance wrote no log line",
+    )
+    finished = datetime.fromisoformat(crashed["finishedAt"])
+    assert current.strip() and min(_stamps(current)) >= finished, (current, crashed)
+    assert "ShardFailed" not in current
+
+    uid = pod["metadata"]["uid"]
+    log_dir = kubelet_state / "pods" / f"{namespace}_{name}_{uid}"
+    instance_logs = [p.name for p in (log_dir / "tgi").glob("*.log") if p.stem.isdigit()]
+    assert sorted(instance_logs) == ["0.log", "1.log"]
+    kube.delete(pods_path(namespace, name), {"gracePeriodSeconds": 0})
+    wait_for(lambda: kube.get(pods_path(namespace, name)) is None, 30)
+    wait_for(lambda: not log_dir.exists(), 10, describe=lambda: f"{log_dir} left behind")
+
+
+def test_oom_at_warmup_is_an_error_exit_whose_cause_is_in_the_log(
+    kube: KubeClient, k8s: K8sClients, namespace: str
+) -> None:
+    # Real TGI catches the CUDA OOM, logs it and exits 1: the kubelet reports a plain Error
+    # (not OOMKilled), so the cause is only in the previous instance's log.
     kube.create(pods_path(namespace), tgi_pod("tgi-oom", faults="oom", startup_seconds=0.2))
 
-    def oom_killed() -> dict[str, Any] | None:
+    def crashed() -> dict[str, Any] | None:
         status = container_status(get_pod(kube, namespace, "tgi-oom"))
         last = (status.get("lastState") or {}).get("terminated") or {}
-        return last if last.get("reason") == "OOMKilled" else None
+        return last or None
 
-    last = until(oom_killed, 40, describe(kube, namespace, "tgi-oom"))
-    assert last["exitCode"] == 137
+    last = until(crashed, 40, describe(kube, namespace, "tgi-oom"))
+    assert (last["exitCode"], last["reason"]) == (1, "Error")
+    log = k8s.core.read_namespaced_pod_log("tgi-oom", namespace, container="tgi", previous=True)
+    assert "CUDA out of memory" in log
 
 
 def test_deleting_pod_stops_its_process(

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
+import subprocess
 import sys
+import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from devstack.kubelet import runtime
+from devstack.kubelet import logs, runtime
 
 
 class FakeKube:
@@ -180,3 +186,276 @@ def test_cleanup_state_kills_recorded_processes_and_empty_mountpoints(tmp_path: 
     finally:
         other_proc.kill()
         other_proc.wait()
+
+
+VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+SGLANG_IMAGE = "lmsysorg/sglang:v0.5.5"
+
+
+@pytest.mark.parametrize(
+    ("container", "server_args"),
+    [
+        # The image's ENTRYPOINT is `vllm serve`: args start with the model.
+        ({"args": ["acme/m", "--max-model-len", "4096"]}, ["acme/m", "--max-model-len", "4096"]),
+        ({"command": ["vllm", "serve"], "args": ["acme/m"]}, ["acme/m"]),
+        ({"command": ["vllm"], "args": ["serve", "acme/m"]}, ["acme/m"]),
+        (
+            {
+                "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+                "args": ["--model", "acme/m"],
+            },
+            ["--model", "acme/m"],
+        ),
+    ],
+)
+def test_vllm_pods_run_the_vllm_simulator_with_the_serve_arguments(
+    container: dict[str, Any], server_args: list[str]
+) -> None:
+    container = {"image": VLLM_IMAGE, **container}
+    argv = runtime.engine_argv("vllm", container, {}, "10.244.1.9")
+    assert runtime.kind_of(container) == "vllm"
+    assert argv == [
+        sys.executable,
+        "-m",
+        "devstack.vllm_simulator",
+        *server_args,
+        "--host",
+        "10.244.1.9",
+    ]
+
+
+def test_sglang_pods_run_the_sglang_simulator_with_the_launch_server_arguments() -> None:
+    container = {
+        "image": SGLANG_IMAGE,
+        "command": ["python3", "-m", "sglang.launch_server"],
+        "args": ["--model-path", "acme/m", "--host", "0.0.0.0", "--port", "30001"],
+    }
+    argv = runtime.engine_argv("sglang", container, {}, "10.244.2.7")
+    assert runtime.kind_of(container) == "sglang"
+    assert argv == [
+        sys.executable, "-m", "devstack.sglang_simulator",
+        "--model-path", "acme/m", "--port", "30001", "--host", "10.244.2.7",
+    ]  # fmt: skip
+
+
+def test_an_engine_image_running_something_else_is_a_config_error() -> None:
+    # The SGLang image has no entrypoint, so args alone name no server.
+    with pytest.raises(runtime.ConfigError, match="not a sglang server command"):
+        runtime.engine_argv(
+            "sglang", {"image": SGLANG_IMAGE, "args": ["--model-path", "m"]}, {}, "ip"
+        )
+    with pytest.raises(runtime.ConfigError, match="not a vllm server command"):
+        runtime.engine_argv("vllm", {"command": ["bash", "-c", "sleep 1"]}, {}, "ip")
+
+
+def test_variables_expand_before_the_arguments_reach_the_simulator() -> None:
+    container = {"image": VLLM_IMAGE, "args": ["$(MODEL)", "--served-model-name", "$(NAME)"]}
+    argv = runtime.engine_argv("vllm", container, {"MODEL": "acme/m", "NAME": "m"}, "10.0.0.1")
+    assert argv[3:6] == ["acme/m", "--served-model-name", "m"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "env", "port"),
+    [
+        ("tgi", [], {"PORT": "80"}, 80),  # the TGI image sets PORT=80
+        ("tgi", ["--port", "8080"], {"PORT": "80"}, 8080),
+        ("vllm", [], {"PORT": "9999"}, 8000),  # vLLM ignores PORT
+        ("vllm", ["m", "--port=8001"], {}, 8001),
+        ("sglang", ["--model-path", "m"], {}, 30000),
+        ("sglang", ["--port", "30001"], {}, 30001),
+    ],
+)
+def test_engine_ports_follow_each_servers_flags_and_defaults(
+    kind: str, args: list[str], env: dict[str, str], port: int
+) -> None:
+    assert runtime.engine_port(kind, args, env) == port
+
+
+# --- container logs ------------------------------------------------------------------------
+
+
+def run_launcher(tmp_path: Path, code: str) -> tuple[int, Path]:
+    """Run a container process through the launcher (no mounts: no root needed)."""
+    log_file = tmp_path / "0.log"
+    spec = tmp_path / "launch.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-c", code],
+                "env": {"PATH": "/usr/bin:/bin"},
+                "cwd": str(tmp_path),
+                "mounts": [],
+                "log_file": str(log_file),
+            }
+        )
+    )
+    rc = subprocess.run([sys.executable, "-S", str(runtime.LAUNCHER), str(spec)]).returncode
+    # The log writer drains the pipes after the container exits.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and b"last words" not in log_file.read_bytes():
+        time.sleep(0.05)
+    return rc, log_file
+
+
+def read(path: Path, query: str = "") -> str:
+    out: list[bytes] = []
+    logs.read_log(path, logs.parse_options(query), out.append)
+    return b"".join(out).decode()
+
+
+def test_the_launcher_writes_stdout_and_stderr_as_a_cri_log_and_keeps_the_exit_code(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import sys\n"
+        "print('loading shard', flush=True)\n"
+        "print('CUDA out of memory', file=sys.stderr, flush=True)\n"
+        "sys.stdout.write('last words')\n"  # no newline: the record is still written
+        "sys.exit(1)\n"
+    )
+    rc, log_file = run_launcher(tmp_path, code)
+    assert rc == 1
+    records = log_file.read_text().splitlines()
+    assert [r.split(" ", 1)[1] for r in records] == [
+        "stdout F loading shard",
+        "stderr F CUDA out of memory",
+        "stdout F last words",
+    ]
+    assert read(log_file) == "loading shard\nCUDA out of memory\nlast words\n"
+    assert read(log_file, "tailLines=1") == "last words\n"
+    stamped = read(log_file, "timestamps=true&tailLines=1")
+    stamp, text = stamped.split(" ", 1)
+    assert text == "last words\n"
+    assert datetime.fromisoformat(stamp.replace("Z", "+00:00")).year >= 2025
+
+
+def cri(stamp: str, text: str, stream: str = "stdout", tag: str = "F") -> str:
+    return f"{stamp} {stream} {tag} {text}\n"
+
+
+def test_log_options_tail_since_limit_and_timestamps(tmp_path: Path) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    path = tmp_path / "3.log"
+    path.write_text(
+        cri("2020-01-01T00:00:00.100000000Z", "old line")
+        + cri(f"{now}.500000000Z", "part one, ", tag="P")
+        + cri(f"{now}.600000000Z", "part two")
+        + cri(f"{now}.700000000Z", "err", stream="stderr")
+    )
+    assert read(path) == "old line\npart one, part two\nerr\n"
+    assert read(path, "tailLines=2") == "part one, part two\nerr\n"
+    assert read(path, "tailLines=0") == ""
+    assert read(path, "sinceSeconds=60") == "part one, part two\nerr\n"
+    assert read(path, "limitBytes=5") == "old l"
+    # Go's RFC3339Nano: trailing zeros of the fraction are dropped.
+    assert read(path, "timestamps=true&tailLines=1") == f"{now}.7Z err\n"
+    assert read(tmp_path / "missing.log") == ""
+    with pytest.raises(logs.LogRequestError, match="tailLines"):
+        logs.parse_options("tailLines=-1")
+
+
+def test_follow_streams_until_the_instance_stops(tmp_path: Path) -> None:
+    path = tmp_path / "0.log"
+    path.write_text(cri("2026-01-01T00:00:00.1Z", "first"))
+    running = threading.Event()
+    running.set()
+    out: list[bytes] = []
+
+    def writer() -> None:
+        time.sleep(0.3)
+        with path.open("a") as handle:
+            handle.write(cri("2026-01-01T00:00:01.1Z", "second"))
+        time.sleep(0.3)
+        running.clear()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    logs.read_log(path, logs.parse_options("follow=true"), out.append, running.is_set)
+    thread.join()
+    assert b"".join(out) == b"first\nsecond\n"
+
+
+def status_of(state: dict[str, Any], last: dict[str, Any] | None = None) -> dict[str, Any]:
+    entry = {"name": "tgi", "state": state, "lastState": {"terminated": last} if last else {}}
+    if "running" in state:
+        entry["containerID"] = "sim://u/tgi/2"
+    return {"containerStatuses": [entry]}
+
+
+def test_instance_selection_and_refusals_follow_the_kubelet() -> None:
+    crashed = {"exitCode": 1, "reason": "Error", "containerID": "sim://u/tgi/1"}
+    running = status_of({"running": {}}, crashed)
+    assert logs.select_instance("p", running, "tgi", previous=False) == (2, True)
+    assert logs.select_instance("p", running, "tgi", previous=True) == (1, False)
+    # Back-off after a crash: the current log is the crashed instance's.
+    backoff = status_of({"waiting": {"reason": "CrashLoopBackOff"}}, crashed)
+    assert logs.select_instance("p", backoff, "tgi", previous=False) == (1, False)
+
+    first = status_of({"running": {}})
+    with pytest.raises(logs.LogRequestError) as refused:
+        logs.select_instance("p", first, "tgi", previous=True)
+    assert refused.value.status == 400
+    assert str(refused.value) == 'previous terminated container "tgi" in pod "p" not found'
+    creating = status_of({"waiting": {"reason": "ContainerCreating"}})
+    with pytest.raises(logs.LogRequestError, match="is waiting to start: ContainerCreating"):
+        logs.select_instance("p", creating, "tgi", previous=False)
+    with pytest.raises(logs.LogRequestError, match='container "nope" in pod "p" is not available'):
+        logs.select_instance("p", first, "nope", previous=False)
+
+
+@pytest.fixture(scope="module")
+def cluster_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from devstack.cluster import config as cluster_config
+    from devstack.cluster import pki
+
+    layout = cluster_config.Layout(tmp_path_factory.mktemp("cluster"))
+    pki.ensure_pki(layout)
+    return layout.pki
+
+
+def test_the_log_endpoint_wants_a_client_certificate_and_serves_by_path(
+    cluster_pki: Path, tmp_path: Path
+) -> None:
+    pod_dir = tmp_path / "ns_p_u"
+    (pod_dir / "tgi").mkdir(parents=True)
+    (pod_dir / "tgi" / "2.log").write_text(cri("2026-01-01T00:00:00.5Z", "serving"))
+    target = logs.LogTarget(
+        pod_name="p",
+        status=status_of({"running": {}}),
+        directory=pod_dir,
+        is_running=lambda _c, _i: False,
+    )
+    server = logs.LogServer(
+        ("127.0.0.1", 0),
+        lambda ns, name: target if (ns, name) == ("ns", "p") else None,
+        cert_file=cluster_pki / "kubelet.crt",
+        key_file=cluster_pki / "kubelet.key",
+        client_ca_file=cluster_pki / "ca.crt",
+    )
+    server.start()
+    base = f"https://localhost:{server.server_address[1]}/containerLogs"
+    anonymous_tls = ssl.create_default_context(cafile=str(cluster_pki / "ca.crt"))
+    apiserver_tls = ssl.create_default_context(cafile=str(cluster_pki / "ca.crt"))
+    apiserver_tls.load_cert_chain(
+        cluster_pki / "apiserver-kubelet-client.crt", cluster_pki / "apiserver-kubelet-client.key"
+    )
+    try:
+        with httpx.Client(verify=apiserver_tls, timeout=5) as apiserver:
+            response = apiserver.get(f"{base}/ns/p/tgi", params={"timestamps": "true"})
+            assert (response.status_code, response.text) == (
+                200,
+                "2026-01-01T00:00:00.5Z serving\n",
+            )
+            previous = apiserver.get(f"{base}/ns/p/tgi", params={"previous": "true"})
+            assert previous.status_code == 400
+            assert previous.text == 'previous terminated container "tgi" in pod "p" not found'
+            assert apiserver.get(f"{base}/ns/gone/tgi").status_code == 404
+        # Without a client certificate the TLS handshake itself is refused.
+        with (
+            pytest.raises(httpx.HTTPError),
+            httpx.Client(verify=anonymous_tls, timeout=5) as anonymous,
+        ):
+            anonymous.get(f"{base}/ns/p/tgi")
+    finally:
+        server.shutdown()
+        server.server_close()

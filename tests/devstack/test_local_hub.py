@@ -40,6 +40,7 @@ from devstack.hub.fixtures import (
     TOKEN_READ,
 )
 from devstack.hub.server import HubControl
+from devstack.model_files import MissingWeights, ModelTokenizer, find_snapshot
 
 
 @pytest.fixture
@@ -575,3 +576,35 @@ def test_safetensors_stand_ins_parse(api: HfApi) -> None:
     assert set(metadata.parameter_count) == {"I32", "F16"}
     assert metadata.metadata is not None
     assert int(metadata.metadata["total_size"]) == 879_230_976 * 4 + 1_105_465_344 * 2
+
+
+def test_downloaded_tokenizers_are_the_models_own(local_hub: str, hub_cache_dir: Path) -> None:
+    """What a weight-download Job stores: the engines find it offline and tokenize with it."""
+    patterns = ["*.json", "*.safetensors"]
+    for repo_id in (LLAMA_8B_ID, fixtures.LLAMA_8B_BASE_ID, MISTRAL_7B_ID):
+        snapshot_download(
+            repo_id,
+            endpoint=local_hub,
+            token=TOKEN_READ,
+            cache_dir=hub_cache_dir,
+            allow_patterns=patterns,
+        )
+    instruct = ModelTokenizer.from_dir(find_snapshot(hub_cache_dir, LLAMA_8B_ID, "main"))
+    base = ModelTokenizer.from_dir(find_snapshot(hub_cache_dir, fixtures.LLAMA_8B_BASE_ID, "main"))
+    mistral = ModelTokenizer.from_dir(find_snapshot(hub_cache_dir, MISTRAL_7B_ID, "main"))
+    assert instruct.encode("Hello")[0] == base.encode("Hello")[0] == 128_000
+    assert mistral.encode("Hello")[0] == 1 and mistral.vocab_size == 32_768
+    assert instruct.has_chat_template and mistral.has_chat_template
+    assert not base.has_chat_template
+    with pytest.raises(MissingWeights):
+        find_snapshot(hub_cache_dir, GEMMA_9B_ID, "main")
+
+
+def test_model_info_shows_the_chat_template_only_for_chat_models(api: HfApi) -> None:
+    # The Hub copies tokenizer_config.json's chat_template into model_info().config.
+    instruct = api.model_info(LLAMA_8B_ID)
+    base = api.model_info(fixtures.LLAMA_8B_BASE_ID)
+    assert instruct.config is not None and base.config is not None
+    assert "<|start_header_id|>" in instruct.config["tokenizer_config"]["chat_template"]
+    assert "chat_template" not in base.config["tokenizer_config"]
+    assert base.config["tokenizer_config"]["eos_token"] == "<|end_of_text|>"

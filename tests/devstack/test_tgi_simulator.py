@@ -1,4 +1,9 @@
-"""The TGI simulator, run as a real subprocess on a loopback port (no database, no cluster)."""
+"""The TGI simulator, run as a real subprocess on a loopback port (no database, no cluster).
+
+Every simulator gets a real Hugging Face cache (HF_HOME) holding the local Hub's fixture
+snapshots, and HF_HUB_OFFLINE=1 as the portal sets it: the simulator must find the weights there,
+read config.json and tokenize with the snapshot's own tokenizer.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +22,74 @@ from pathlib import Path
 
 import httpx
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
-from devstack.tgi_simulator import FAULTS_ANNOTATION, FAULTS_ENV, Faults, count_tokens, parse_faults
+from devstack.hub import fixtures as hub
+from devstack.model_files import ModelTokenizer
+from devstack.tgi_simulator import FAULTS_ANNOTATION, FAULTS_ENV, Faults, parse_faults
 from devstack.tgi_simulator.faults import format_faults
 from devstack.tgi_simulator.metrics import duration_buckets, fmt_number
 
 REPO = Path(__file__).resolve().parents[2]
+LLAMA = hub.LLAMA_8B_ID
+MISTRAL = hub.MISTRAL_7B_ID
+BASE = "acme/mistral-7b-base"  # Mistral's files without a chat template
+LLAMA_8K = "acme/llama-8k"  # Llama's files with max_position_embeddings 8192
+LLAMA_4K = "acme/llama-4k"  # the default here: a 4k context keeps the default prefill valid
+NOT_CACHED = "acme/never-downloaded-7b"
+
+
+def write_snapshot(
+    hub_cache: Path,
+    source_id: str,
+    repo_id: str | None = None,
+    *,
+    drop_chat_template: bool = False,
+    config: dict | None = None,
+) -> Path:
+    """The fixture repo's main commit in huggingface_hub's cache layout (what the weight
+    download Job leaves in the volume); `repo_id` renames it, the options edit its files."""
+    commit = hub.repo(source_id).main
+    repo_id = repo_id or source_id
+    root = hub_cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = root / "snapshots" / commit.sha
+    for name, file in commit.files.items():
+        target = snapshot / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        content = file.content
+        if name == "tokenizer_config.json" and drop_chat_template:
+            data = json.loads(content)
+            data.pop("chat_template", None)
+            content = json.dumps(data).encode()
+        if name == "config.json" and config:
+            content = json.dumps({**json.loads(content), **config}).encode()
+        target.write_bytes(content)
+    (snapshot / "chat_template.jinja").unlink(missing_ok=True) if drop_chat_template else None
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(commit.sha)
+    return snapshot
+
+
+@pytest.fixture(scope="session")
+def hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("hf-home")
+    cache = home / "hub"
+    write_snapshot(cache, LLAMA)
+    write_snapshot(cache, MISTRAL)
+    write_snapshot(cache, MISTRAL, BASE, drop_chat_template=True)
+    write_snapshot(cache, LLAMA, LLAMA_8K, config={"max_position_embeddings": 8192})
+    write_snapshot(cache, LLAMA, LLAMA_4K, config={"max_position_embeddings": 4096})
+    return home
+
+
+def tokenizer(hf_home: Path, repo_id: str) -> ModelTokenizer:
+    root = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    sha = (root / "refs" / "main").read_text()
+    return ModelTokenizer.from_dir(root / "snapshots" / sha)
+
+
+def model_sha(hf_home: Path, repo_id: str) -> str:
+    return (hf_home / "hub" / ("models--" + repo_id.replace("/", "--")) / "refs/main").read_text()
 
 
 def free_port() -> int:
@@ -71,10 +138,20 @@ class Sim:
         return self.proc.returncode
 
 
-def launch(tmp_path: Path, args: list[str] | None = None, env: dict[str, str] | None = None) -> Sim:
+def launch(
+    tmp_path: Path,
+    args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    hf_home: Path | None = None,
+) -> Sim:
     port = free_port()
-    full_env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOSTNAME", "MODEL_ID")}
+    drop = ("PORT", "HOSTNAME", "MODEL_ID", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
+    full_env = {k: v for k, v in os.environ.items() if k not in drop}
     full_env.update({"SIM_STARTUP_SECONDS": "0.2", "PYTHONPATH": str(REPO)})
+    # What the portal's pod gets: the weights volume as HF_HOME, and no Hub access.
+    full_env.update({"HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home or tmp_path / "empty-hf")})
+    if not any(a.startswith("--model-id") for a in args or []) and "MODEL_ID" not in (env or {}):
+        args = ["--model-id", LLAMA_4K, *(args or [])]
     full_env.update(env or {})
     log_path = tmp_path / f"sim-{port}.log"
     with log_path.open("wb") as out:
@@ -97,8 +174,10 @@ def launch(tmp_path: Path, args: list[str] | None = None, env: dict[str, str] | 
     return Sim(proc, port, log_path)
 
 
-def run_to_exit(tmp_path: Path, args: list[str], env: dict[str, str] | None = None) -> Sim:
-    sim = launch(tmp_path, args, env)
+def run_to_exit(
+    tmp_path: Path, args: list[str], env: dict[str, str] | None = None, hf_home: Path | None = None
+) -> Sim:
+    sim = launch(tmp_path, args, env, hf_home)
     try:
         sim.proc.wait(30)
     finally:
@@ -107,11 +186,11 @@ def run_to_exit(tmp_path: Path, args: list[str], env: dict[str, str] | None = No
 
 
 @pytest.fixture
-def start_sim(tmp_path: Path) -> Iterator:
+def start_sim(tmp_path: Path, hf_home: Path) -> Iterator:
     started: list[Sim] = []
 
     def start(args: list[str] | None = None, env: dict[str, str] | None = None) -> Sim:
-        sim = launch(tmp_path, args, env)
+        sim = launch(tmp_path, args, env, hf_home)
         started.append(sim)
         sim.wait_ready()
         return sim
@@ -122,18 +201,19 @@ def start_sim(tmp_path: Path) -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+def sim(tmp_path_factory: pytest.TempPathFactory, hf_home: Path) -> Iterator[Sim]:
     s = launch(
         tmp_path_factory.mktemp("sim"),
         [
             "--model-id",
-            "meta-llama/Llama-3.1-8B-Instruct",
+            LLAMA,
             "--max-input-tokens",
             "1000",
             "--max-total-tokens",
             "2048",
         ],
         {"SIM_TOKENS_PER_SECOND": "2000", "SIM_OUTPUT_TOKENS": "12"},
+        hf_home,
     )
     s.wait_ready()
     yield s
@@ -158,15 +238,6 @@ def parse_metrics(text: str) -> tuple[dict[str, str], dict[str, float]]:
 
 
 # --- pure helpers -------------------------------------------------------------------------
-
-
-def test_count_tokens_is_deterministic_and_about_four_chars_per_token() -> None:
-    assert count_tokens("") == 0
-    assert count_tokens("Hello, world!") == 4
-    assert count_tokens("<|eot_id|>") == 1
-    prose = "The quick brown fox jumps over the lazy dog. " * 40
-    assert 3.0 < len(prose) / count_tokens(prose) < 5.5
-    assert count_tokens(prose) == count_tokens(prose)
 
 
 def test_parse_faults_formats() -> None:
@@ -195,8 +266,8 @@ def test_metric_number_formatting_matches_rust_display() -> None:
 # --- startup ------------------------------------------------------------------------------
 
 
-def test_port_refused_while_starting_then_healthy(tmp_path: Path) -> None:
-    sim = launch(tmp_path, env={"SIM_STARTUP_SECONDS": "2"})
+def test_port_refused_while_starting_then_healthy(tmp_path: Path, hf_home: Path) -> None:
+    sim = launch(tmp_path, env={"SIM_STARTUP_SECONDS": "2"}, hf_home=hf_home)
     try:
         t0 = time.monotonic()
         while time.monotonic() - t0 < 1.0:
@@ -220,19 +291,17 @@ def test_port_refused_while_starting_then_healthy(tmp_path: Path) -> None:
         assert sim.stop() == 0
 
 
-def test_info_reflects_flags_and_env(start_sim) -> None:
+def test_info_reflects_flags_and_env(start_sim, hf_home: Path) -> None:
+    sha = model_sha(hf_home, MISTRAL)
     s = start_sim(
         ["--max-input-tokens", "1000", "--max-total-tokens=2048", "--max-client-batch-size", "8"],
-        {
-            "MODEL_ID": "org/model-x",
-            "MAX_CONCURRENT_REQUESTS": "7",
-            "MAX_BEST_OF": "3",
-            "REVISION": "0123456789abcdef0123456789abcdef01234567",
-        },
+        {"MODEL_ID": MISTRAL, "MAX_CONCURRENT_REQUESTS": "7", "MAX_BEST_OF": "3", "REVISION": sha},
     )
     info = httpx.get(s.url + "/info").json()
-    assert info["model_id"] == "org/model-x"
-    assert info["model_sha"] == "0123456789abcdef0123456789abcdef01234567"
+    assert info["model_id"] == MISTRAL
+    # Offline the router reads the cache only and has no Hub model info: sha and pipeline tag
+    # are null (router/src/server.rs, `Type::Cache`).
+    assert info["model_sha"] is None and info["model_pipeline_tag"] is None
     assert info["max_concurrent_requests"] == 7
     assert info["max_best_of"] == 3
     assert info["max_stop_sequences"] == 4
@@ -240,20 +309,28 @@ def test_info_reflects_flags_and_env(start_sim) -> None:
     assert info["max_client_batch_size"] == 8
     assert info["router"] == "text-generation-router"
     assert info["version"].startswith("3.")
-    for key in ("model_pipeline_tag", "validation_workers", "sha", "docker_label"):
+    for key in ("validation_workers", "sha", "docker_label"):
         assert key in info
     models = httpx.get(s.url + "/v1/models").json()
-    assert models["object"] == "list" and models["data"][0]["id"] == "org/model-x"
+    assert models["object"] == "list" and models["data"][0]["id"] == MISTRAL
+
+    online = start_sim(
+        ["--model-id", MISTRAL, "--max-total-tokens", "4096"], {"HF_HUB_OFFLINE": "0"}
+    )
+    info = httpx.get(online.url + "/info").json()
+    assert info["model_sha"] == sha and info["model_pipeline_tag"] == "text-generation"
 
 
-def test_defaults_from_simulated_model_config(start_sim, tmp_path: Path) -> None:
-    env = {"SIM_MAX_POSITION_EMBEDDINGS": "8192", "SIM_CHUNKED_PREFILL": "1"}
-    info = httpx.get(start_sim(env=env).url + "/info").json()
-    assert (info["max_input_tokens"], info["max_total_tokens"]) == (8191, 8192)
-    assert info["max_concurrent_requests"] == 128 and info["max_best_of"] == 2
+def test_context_length_comes_from_the_snapshot_config(start_sim, tmp_path: Path, hf_home) -> None:
+    info = httpx.get(
+        start_sim(["--model-id", LLAMA_8K], {"SIM_CHUNKED_PREFILL": "1"}).url + "/info"
+    )
+    assert (info.json()["max_input_tokens"], info.json()["max_total_tokens"]) == (8191, 8192)
+    assert info.json()["max_concurrent_requests"] == 128 and info.json()["max_best_of"] == 2
     # Without chunked prefill the default prefill budget (4096) cannot hold 8191 input tokens.
-    sim = run_to_exit(tmp_path, [], {"SIM_MAX_POSITION_EMBEDDINGS": "8192"})
+    sim = run_to_exit(tmp_path, ["--model-id", LLAMA_8K], hf_home=hf_home)
     assert sim.proc.returncode == 1
+    assert "Default `max_batch_prefill_tokens` to 4096" in sim.logs()
     assert "`max_batch_prefill_tokens` must be >= `max_input_tokens`" in sim.logs()
 
 
@@ -338,15 +415,13 @@ def test_completions_and_generate_stream(sim: Sim) -> None:
     assert chunks[-1]["generated_text"] and chunks[-1]["details"]["generated_tokens"] == 3
     assert chunks[0]["generated_text"] is None
 
-    r = httpx.post(sim.url + "/tokenize", json={"inputs": "Hello, world!"})
-    assert [t["text"] for t in r.json()] == ["<|begin_of_text|>", "Hello", ",", " world", "!"]
     r = httpx.post(
         sim.url + "/invocations", json={"inputs": "Hi", "parameters": {"max_new_tokens": 2}}
     )
     assert isinstance(r.json(), list) and r.json()[0]["generated_text"]
 
 
-def test_generate_headers(sim: Sim) -> None:
+def test_generate_headers(sim: Sim, hf_home: Path) -> None:
     r = httpx.post(
         sim.url + "/generate",
         json={"inputs": "Hello, world!", "parameters": {"max_new_tokens": 7, "details": True}},
@@ -363,7 +438,8 @@ def test_generate_headers(sim: Sim) -> None:
         "x-compute-type",
     ):
         assert name in h
-    assert h["x-prompt-tokens"] == "5"  # 4 text tokens + BOS
+    # The model's own count, BOS included (Llama 3: 4 text tokens + <|begin_of_text|>).
+    assert h["x-prompt-tokens"] == str(len(tokenizer(hf_home, LLAMA).encode("Hello, world!")))
     assert h["x-generated-tokens"] == "7"
     assert float(h["x-compute-time"]) > 0
     data = r.json()
@@ -371,7 +447,7 @@ def test_generate_headers(sim: Sim) -> None:
     assert len(data["details"]["tokens"]) == 7
 
 
-def test_validation_errors(sim: Sim) -> None:
+def test_validation_errors(sim: Sim, hf_home: Path) -> None:
     too_long = "word " * 1100  # ~1100 tokens > max_input_tokens=1000
     r = httpx.post(
         sim.url + "/generate", json={"inputs": too_long, "parameters": {"max_new_tokens": 10}}
@@ -381,7 +457,7 @@ def test_validation_errors(sim: Sim) -> None:
     assert r.json()["error"].startswith("Input validation error: `inputs` must have less than 1000")
 
     prompt = "word " * 500
-    n = count_tokens(prompt) + 1
+    n = len(tokenizer(hf_home, LLAMA).encode(prompt))  # with BOS
     r = httpx.post(
         sim.url + "/generate", json={"inputs": prompt, "parameters": {"max_new_tokens": 2000}}
     )
@@ -635,35 +711,84 @@ def test_client_disconnect_stops_generation(start_sim) -> None:
         (["--sharded", "true", "--num-shard", "1"], 1, "`sharded` is true but `num_shard` <= 1"),
     ],
 )
-def test_bad_launcher_settings_exit_nonzero(tmp_path: Path, args, code, message) -> None:
-    sim = run_to_exit(tmp_path, args)
+def test_bad_launcher_settings_exit_nonzero(tmp_path: Path, hf_home, args, code, message) -> None:
+    sim = run_to_exit(tmp_path, args, hf_home=hf_home)
     assert sim.proc.returncode == code, sim.logs()
     assert message in sim.logs()
     assert not port_open(sim.port)
 
 
-def test_launcher_settings_from_env(tmp_path: Path) -> None:
-    sim = run_to_exit(tmp_path, [], {"MAX_INPUT_TOKENS": "50", "MAX_TOTAL_TOKENS": "40"})
+def test_launcher_settings_from_env(tmp_path: Path, hf_home: Path) -> None:
+    env = {"MAX_INPUT_TOKENS": "50", "MAX_TOTAL_TOKENS": "40"}
+    sim = run_to_exit(tmp_path, [], env, hf_home)
     assert sim.proc.returncode == 1
     assert "`max_input_tokens`(50) must be < `max_total_tokens`(40)" in sim.logs()
 
 
-def test_crash_fault_exits_1(tmp_path: Path) -> None:
-    sim = run_to_exit(tmp_path, [], {FAULTS_ENV: "crash"})
+def test_crash_fault_exits_1(tmp_path: Path, hf_home: Path) -> None:
+    sim = run_to_exit(tmp_path, [], {FAULTS_ENV: "crash"}, hf_home)
     assert sim.proc.returncode == 1
     logs = sim.logs()
     assert "Shard 0 failed to start" in logs and "Error: ShardCannotStart" in logs
 
 
-def test_oom_fault_exits_137(tmp_path: Path) -> None:
-    sim = run_to_exit(tmp_path, [], {FAULTS_ENV: '{"oom": true}'})
-    assert sim.proc.returncode == 137
-    assert "CUDA out of memory" in sim.logs()
-    assert "Warming up model" in sim.logs()
+def test_cuda_oom_at_warmup_exits_1_with_the_cause_only_in_the_log(
+    tmp_path: Path, hf_home: Path
+) -> None:
+    sim = run_to_exit(
+        tmp_path,
+        ["--max-input-tokens", "2000", "--max-batch-prefill-tokens", "2048"],
+        {FAULTS_ENV: '{"oom": true}'},
+        hf_home,
+    )
+    # Real TGI exits 1 (WebserverFailed): the kubelet reports Error/CrashLoopBackOff, never
+    # OOMKilled, which is the host memory limit.
+    assert sim.proc.returncode == 1
+    logs = sim.logs()
+    assert logs.index("Warming up model") < logs.index(
+        "torch.OutOfMemoryError: CUDA out of memory."
+    )
+    assert "Tried to allocate" in logs
+    assert (
+        "Not enough memory to handle 2048 prefill tokens. "
+        "You need to decrease `--max-batch-prefill-tokens`" in logs
+    )
+    assert "Webserver Crashed" in logs
+    assert logs.rstrip().endswith("Error: WebserverFailed")
+    assert not port_open(sim.port)
 
 
-def test_crash_after_fault(tmp_path: Path) -> None:
-    sim = launch(tmp_path, env={FAULTS_ENV: "crash_after=0.5"})
+def test_cuda_oom_while_loading_weights_fails_the_shard(tmp_path: Path, hf_home: Path) -> None:
+    sim = run_to_exit(tmp_path, [], {FAULTS_ENV: "oom_load"}, hf_home)
+    assert sim.proc.returncode == 1
+    logs = sim.logs()
+    stderr_dump = logs.index("Shard complete standard error output:")
+    assert logs.index("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate", stderr_dump)
+    assert "Shard 0 failed to start" in logs
+    assert logs.rstrip().endswith("Error: ShardCannotStart")
+
+
+def test_offline_without_cached_weights_refuses_to_start(tmp_path: Path, hf_home: Path) -> None:
+    sim = run_to_exit(tmp_path, ["--model-id", NOT_CACHED, "--revision", "abc123"], None, hf_home)
+    assert sim.proc.returncode == 1
+    logs = sim.logs()
+    assert f"Starting check and download process for {NOT_CACHED}" in logs
+    assert "Download encountered an error" in logs
+    assert (
+        "huggingface_hub.errors.EntryNotFoundError: No .bin weights found for model "
+        f"{NOT_CACHED} and revision abc123." in logs
+    )
+    assert logs.rstrip().endswith("Error: DownloadError")
+    assert "Starting shard" not in logs and not port_open(sim.port)
+    # A cache elsewhere does not count: --huggingface-hub-cache is where TGI looks.
+    other = run_to_exit(
+        tmp_path, ["--model-id", LLAMA, "--huggingface-hub-cache", str(tmp_path)], None, hf_home
+    )
+    assert other.proc.returncode == 1 and "Error: DownloadError" in other.logs()
+
+
+def test_crash_after_fault(tmp_path: Path, hf_home: Path) -> None:
+    sim = launch(tmp_path, env={FAULTS_ENV: "crash_after=0.5"}, hf_home=hf_home)
     try:
         sim.wait_ready()
         assert sim.proc.wait(10) == 1
@@ -672,8 +797,8 @@ def test_crash_after_fault(tmp_path: Path) -> None:
         sim.stop()
 
 
-def test_slow_start_fault(tmp_path: Path) -> None:
-    sim = launch(tmp_path, env={FAULTS_ENV: "slow_start=1.5"})
+def test_slow_start_fault(tmp_path: Path, hf_home: Path) -> None:
+    sim = launch(tmp_path, env={FAULTS_ENV: "slow_start=1.5"}, hf_home=hf_home)
     try:
         t0 = time.monotonic()
         sim.wait_ready()
@@ -737,3 +862,132 @@ def test_requests_arriving_during_a_prefill_are_served(sim: Sim) -> None:
 
     for _ in range(3):
         assert asyncio.run(burst()) == [200] * 12
+
+
+# --- the deployed model's own tokenizer and chat template ---------------------------------
+
+
+def test_tokenize_gives_each_models_own_ids_and_bos(start_sim, hf_home: Path) -> None:
+    text = "Hello, world! How are you?"
+    seen = {}
+    for repo_id, bos_id in ((LLAMA, 128000), (MISTRAL, 1)):
+        s = start_sim(["--model-id", repo_id, "--max-total-tokens", "4096"])
+        tok = tokenizer(hf_home, repo_id)
+        tokens = httpx.post(s.url + "/tokenize", json={"inputs": text}).json()
+        ids = [t["id"] for t in tokens]
+        assert ids == tok.encode(text)
+        assert ids[0] == tok.bos_token_id == bos_id  # Llama 3 <|begin_of_text|>, Mistral <s>
+        assert tokens[0]["text"] == ""  # the input's slice: BOS covers no characters
+        assert "".join(t["text"] for t in tokens) == text
+        assert max(ids) < tok.vocab_size
+        without = httpx.post(
+            s.url + "/tokenize", json={"inputs": text, "add_special_tokens": False}
+        )
+        assert [t["id"] for t in without.json()] == ids[1:]
+        seen[repo_id] = ids
+    assert seen[LLAMA] != seen[MISTRAL]
+
+
+def test_chat_tokenize_renders_the_models_template_without_a_second_bos(
+    start_sim, hf_home: Path
+) -> None:
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    for repo_id in (LLAMA, MISTRAL):
+        s = start_sim(["--model-id", repo_id, "--max-total-tokens", "4096"])
+        tok = tokenizer(hf_home, repo_id)
+        body = httpx.post(s.url + "/chat_tokenize", json={"messages": messages}).json()
+        templated = tok.apply_chat_template(messages)
+        assert body["templated_text"] == templated
+        ids = [t["id"] for t in body["tokenize_response"]]
+        assert ids == tok.encode(templated, add_special_tokens=False)
+        assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id
+        # Prompt tokens of the real chat request are the same count.
+        r = httpx.post(
+            s.url + "/v1/chat/completions", json={"messages": messages, "max_tokens": 2}
+        ).json()
+        assert r["usage"]["prompt_tokens"] == len(ids)
+
+
+def test_generated_tokens_are_the_models_own_and_end_with_its_eos(start_sim, hf_home: Path) -> None:
+    for repo_id in (LLAMA, MISTRAL):
+        s = start_sim(
+            ["--model-id", repo_id, "--max-total-tokens", "4096"], {"SIM_OUTPUT_TOKENS": "9"}
+        )
+        tok = tokenizer(hf_home, repo_id)
+        r = httpx.post(
+            s.url + "/generate",
+            json={
+                "inputs": "Tell me a story",
+                "parameters": {"max_new_tokens": 50, "details": True},
+            },
+        ).json()
+        details = r["details"]
+        assert details["finish_reason"] == "eos_token" and details["generated_tokens"] == 9
+        ids = [t["id"] for t in details["tokens"]]
+        assert ids[-1] == tok.eos_token_id and details["tokens"][-1]["special"]
+        assert all(0 <= i < tok.vocab_size for i in ids)
+        # The text is the decoding of those ids, as TGI's detokenizer produces it.
+        assert r["generated_text"] == tok.decode(ids[:-1])
+        assert "".join(t["text"] for t in details["tokens"][:-1]) == r["generated_text"]
+
+
+def test_model_without_chat_template_answers_422_but_completes(start_sim) -> None:
+    import openai
+    from huggingface_hub import InferenceClient
+    from huggingface_hub.errors import HfHubHTTPError
+
+    s = start_sim(["--model-id", BASE, "--max-total-tokens", "4096"])
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+    expected = {"error": "Template error: template not found", "error_type": "template_error"}
+    client = openai.OpenAI(base_url=s.url + "/v1", api_key="-", max_retries=0)
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.chat.completions.create(model="tgi", messages=messages, max_tokens=4)
+    assert caught.value.status_code == 422 and caught.value.response.json() == expected
+    # Streaming is refused the same way: the template is applied before the stream starts.
+    r = httpx.post(s.url + "/v1/chat/completions", json={"messages": messages, "stream": True})
+    assert (r.status_code, r.json()) == (422, expected)
+    r = httpx.post(s.url + "/chat_tokenize", json={"messages": messages})
+    assert (r.status_code, r.json()) == (422, expected)
+
+    completion = client.completions.create(model="tgi", prompt="Once upon a time", max_tokens=4)
+    assert completion.usage is not None and completion.usage.completion_tokens == 4
+    assert completion.choices[0].text
+    hf = InferenceClient(base_url=s.url)
+    out = hf.text_generation("Once upon a time", max_new_tokens=3, details=True)
+    assert out.details is not None and out.details.generated_tokens == 3 and out.generated_text
+    with pytest.raises(HfHubHTTPError) as hub_error:
+        hf.chat_completion([dict(m) for m in messages], max_tokens=3)
+    assert hub_error.value.response.status_code == 422
+
+
+def test_clients_agree_with_the_api_shapes(sim: Sim, hf_home: Path) -> None:
+    import openai
+    from huggingface_hub import InferenceClient
+
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi"}]
+    client = openai.OpenAI(base_url=sim.url + "/v1", api_key="-", max_retries=0)
+    chat = client.chat.completions.create(model="tgi", messages=messages, max_tokens=5)
+    assert chat.usage is not None and chat.usage.completion_tokens == 5
+    assert chat.choices[0].finish_reason == "length"
+    tok = tokenizer(hf_home, LLAMA)
+    prompt_ids = tok.encode(tok.apply_chat_template(messages), add_special_tokens=False)
+    assert chat.usage.prompt_tokens == len(prompt_ids)
+    stream = client.chat.completions.create(
+        model="tgi",
+        messages=messages,
+        max_tokens=5,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = chunks[-1].usage
+    assert text == chat.choices[0].message.content and usage is not None
+    assert usage.total_tokens == usage.prompt_tokens + 5
+
+    hf = InferenceClient(base_url=sim.url)
+    out = hf.chat_completion([dict(m) for m in messages], max_tokens=5)
+    assert out.choices[0].message.content == chat.choices[0].message.content
+    gen = hf.text_generation("Hello, world!", max_new_tokens=4, details=True)
+    assert gen.details is not None and gen.details.generated_tokens == 4
+    assert gen.details.finish_reason == "length"

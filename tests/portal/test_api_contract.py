@@ -93,7 +93,8 @@ PROMOTION = {
 }
 SERVING: dict[str, Any] = {
     "tier": "l4",
-    "quantize": "eetq",
+    "engine": "vllm",
+    "quantize": "fp8",
     "dtype": "float16",
     "kv_cache_dtype": "fp8_e5m2",
     "max_input_tokens": 1000,

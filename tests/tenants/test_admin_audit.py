@@ -56,7 +56,7 @@ def _tier_form(**overrides: Any) -> dict[str, Any]:
         "gpus_per_replica": "2",
         "cpu_request": "8",
         "memory_request": "64Gi",
-        "tgi_image": "ghcr.io/huggingface/text-generation-inference:3.3.4",
+        "engine_images": '{"tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4"}',
         "default_max_total_tokens": "4096",
         "max_total_tokens_limit": "32768",
         "price_per_gpu_hour": "4.5",

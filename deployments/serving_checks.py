@@ -1,0 +1,167 @@
+"""What a rollout asks of the serving pods: why a side is not becoming available (diagnosis)
+and whether it serves the spec (the pre-promotion check). The engine-specific parts — which
+log lines mean what, which routes describe the server, which route answers a base model — are
+the engine's (engines/<name>); this module reads the cluster and the pods like an operator would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+from kubernetes.client.exceptions import ApiException
+
+from deployments.rendering import ServingSpec
+from deployments.rendering.constants import LABEL_BACKEND
+from engines import DEFAULT_ENGINE, ENGINES, InferenceEngine
+from engines.base import dig
+from portal import kube
+
+UNSCHEDULABLE_GRACE_SECONDS = 20
+CRASH_RESTARTS_BEFORE_FAILING = 2
+LOG_TAIL_LINES = 40
+"""Enough for the traceback's last lines and the launcher's verdict after it."""
+
+LogReader = Callable[[str, str, str], Sequence[str]]
+"""(pod, namespace, container) -> the last lines of the container's previous run."""
+
+
+def previous_log_tail(pod: str, namespace: str, container: str) -> list[str]:
+    """The last lines the container printed before it last terminated ([] when unavailable)."""
+    try:
+        text = kube.core().read_namespaced_pod_log(
+            pod, namespace, container=container, previous=True, tail_lines=LOG_TAIL_LINES
+        )
+    except ApiException:
+        return []
+    return [line for line in str(text or "").splitlines() if line.strip()]
+
+
+def _engine_of(pod: Any) -> InferenceEngine:
+    labels = (pod.metadata.labels if pod.metadata else None) or {}
+    return ENGINES.get(labels.get(LABEL_BACKEND, ""), ENGINES[DEFAULT_ENGINE])
+
+
+def diagnose(
+    pods: list[Any], now: Any, since: Any, *, read_log: LogReader | None = None
+) -> tuple[str, str] | None:
+    """The first failure worth stopping a rollout for, as (reason, remedy).
+
+    A container that terminated is judged by its engine from its exit code and the last lines
+    of its previous log (an engine's CUDA out-of-memory exits 1 and says so only in the log).
+    """
+    read_log = read_log or previous_log_tail
+    for pod in pods:
+        status = pod.status
+        name = pod.metadata.name if pod.metadata else "?"
+        namespace = (pod.metadata.namespace if pod.metadata else None) or ""
+        engine = _engine_of(pod)
+        for condition in status.conditions or []:
+            if (
+                condition.type == "PodScheduled"
+                and condition.status == "False"
+                and condition.reason == "Unschedulable"
+                and (now - since).total_seconds() > UNSCHEDULABLE_GRACE_SECONDS
+            ):
+                return (
+                    f"pod {name} cannot be scheduled: {condition.message}",
+                    "no free GPUs in the node pool: free GPUs (scale down another deployment), "
+                    "ask for more nodes, or choose another tier",
+                )
+        for container in status.container_statuses or []:
+            terminated = container.last_state.terminated if container.last_state else None
+            waiting = container.state.waiting if container.state else None
+            if terminated is not None and terminated.reason == "OOMKilled":
+                # The container's *host* memory limit, not the GPU's.
+                return (
+                    f"{engine.label} in pod {name} ran out of memory (OOMKilled)",
+                    "lower max input tokens or max total tokens, quantize the model, or choose "
+                    "a tier with more memory",
+                )
+            if terminated is not None and terminated.exit_code not in (0, None):
+                failure = engine.classify_failure(
+                    terminated.exit_code, read_log(name, namespace, container.name)
+                )
+                if failure is not None:
+                    return (
+                        f"{engine.label} in pod {name} exited with code "
+                        f"{terminated.exit_code}: {failure.reason}",
+                        failure.remedy,
+                    )
+            if waiting is not None and waiting.reason in (
+                "ErrImagePull",
+                "ImagePullBackOff",
+                "InvalidImageName",
+            ):
+                return (
+                    f"the image of pod {name} cannot be pulled: "
+                    f"{waiting.message or waiting.reason}",
+                    f"check the tier's pinned {engine.label} image and the registry's credentials",
+                )
+            if waiting is not None and waiting.reason == "CreateContainerConfigError":
+                return (
+                    f"pod {name} cannot start: {waiting.message or waiting.reason}",
+                    "check the tenant's Hub token Secret",
+                )
+            if (
+                waiting is not None
+                and waiting.reason == "CrashLoopBackOff"
+                and container.restart_count >= CRASH_RESTARTS_BEFORE_FAILING
+            ):
+                exit_code = terminated.exit_code if terminated is not None else "?"
+                tail = read_log(name, namespace, container.name)
+                last = f"; last log line: {tail[-1].strip()}" if tail else ""
+                return (
+                    f"{engine.label} in pod {name} keeps crashing (CrashLoopBackOff, "
+                    f"{container.restart_count} restarts, last exit code {exit_code}){last}",
+                    f"read the pod's logs: a setting {engine.label} refuses, a model it cannot "
+                    "load, or memory; lower the token limits or change the quantization",
+                )
+    return None
+
+
+def check_server(ip: str, spec: ServingSpec) -> str:
+    """Problems found on one server ("" when it serves the spec and answers a generation)."""
+    engine = spec.engine
+    base = f"http://{ip}:{engine.port}"
+    smoke = engine.smoke_request(spec)
+    try:
+        for check in engine.info_checks(spec):
+            answer = httpx.get(f"{base}{check.path}", timeout=5)
+            if answer.status_code != 200:
+                return f"{ip} answered {check.path} with {answer.status_code}: {answer.text[:200]}"
+            info = answer.json()
+            wrong = {
+                key: (dig(info, key), want)
+                for key, want in check.expected.items()
+                if dig(info, key) != want
+            }
+            if wrong:
+                return f"{ip} serves something else ({check.path}): " + ", ".join(
+                    f"{k} is {got!r}, expected {want!r}" for k, (got, want) in wrong.items()
+                )
+        response = httpx.post(f"{base}{smoke.path}", json=dict(smoke.payload or {}), timeout=30)
+        answered = response.status_code == 200 and engine.smoke_answered(smoke, response.json())
+    except (httpx.HTTPError, ValueError) as error:
+        return f"{ip} did not answer: {error}"
+    if not answered:
+        return f"{ip} answered {smoke.path} with {response.status_code}: {response.text[:200]}"
+    return ""
+
+
+def _last_log_line(namespace: str, labels: dict[str, str]) -> str:
+    """The download pod's last log line, or its phase where the node serves no logs."""
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    phase = "starting"
+    try:
+        pods = kube.core().list_namespaced_pod(namespace, label_selector=selector).items
+        if not pods:
+            return "waiting for the download pod"
+        pod = pods[-1]
+        phase = (pod.status.phase if pod.status else None) or phase
+        name = pod.metadata.name if pod.metadata else ""
+        text = kube.core().read_namespaced_pod_log(str(name), namespace, tail_lines=1)
+    except ApiException:
+        return f"download pod {phase.lower()}"
+    return (text or "").strip() or f"download pod {phase.lower()}"
