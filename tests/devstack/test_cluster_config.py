@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from devstack.cluster import (
     prometheus,
     stages,
 )
+from engines import ENGINES
 
 
 def _pod(image: str, annotations: dict[str, str] | None = None) -> dict[str, object]:
@@ -104,7 +106,7 @@ def test_pool_nodes_get_distinct_pod_cidrs_in_the_pod_network() -> None:
     assert by_pool["h100-80g"][0]["metadata"]["labels"]["nvidia.com/gpu.count"] == "8"
 
 
-def test_prometheus_scrapes_tgi_pods_through_the_local_apiserver(tmp_path: Path) -> None:
+def test_prometheus_scrapes_every_engines_pods_through_the_local_apiserver(tmp_path: Path) -> None:
     rendered = prometheus.render_config(config.Layout(tmp_path))
     jobs = {job["job_name"]: job for job in rendered["scrape_configs"]}
     sd = jobs["tgi-pods"]["kubernetes_sd_configs"][0]
@@ -112,7 +114,9 @@ def test_prometheus_scrapes_tgi_pods_through_the_local_apiserver(tmp_path: Path)
     assert sd["api_server"] == f"https://127.0.0.1:{config.APISERVER_PORT}"
     keep = jobs["tgi-pods"]["relabel_configs"][0]
     assert keep["source_labels"] == ["__meta_kubernetes_pod_label_inference_backend"]
-    assert keep["regex"] == "tgi"
+    # Prometheus anchors relabel regexes: every engine's pods are kept, unlabelled ones are not.
+    assert all(re.fullmatch(keep["regex"], name) for name in ENGINES)
+    assert not re.fullmatch(keep["regex"], "")
     assert jobs["portal-web"]["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
     assert jobs["gateway"]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]
 

@@ -23,7 +23,7 @@ from django.conf import settings
 from deployments.models import Deployment
 from tenants import services as tenant_services
 from tenants.audit import Actor
-from tests.deployments.conftest import Fleet, fleet  # noqa: F401 - fixture re-export
+from tests.deployments.conftest import Fleet, engine, fleet  # noqa: F401 - fixture re-export
 from tests.fixtures.worker import _test_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
