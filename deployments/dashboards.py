@@ -57,6 +57,8 @@ class Row:
     errors: list[tuple[str, float]] = field(default_factory=list)
     sparks: dict[str, Any] = field(default_factory=dict)
     alerts: list[guardrails.Alert] = field(default_factory=list)
+    not_reported: dict[str, str] = field(default_factory=dict)
+    """Panel -> why the engine serving this colour cannot fill it (shown instead of a value)."""
 
 
 @dataclass
@@ -84,7 +86,9 @@ def _alerts(namespace: str) -> tuple[list[guardrails.Alert], str]:
 
 def tenant_page(tenant: Tenant) -> dict[str, Any]:
     """Context of the tenant metrics page (and its live partial)."""
-    deployments = list(Deployment.objects.for_tenant(tenant).select_related("tier"))
+    deployments = list(
+        Deployment.objects.for_tenant(tenant).select_related("tier", "active_revision")
+    )
     quota = TenantQuota.objects.get(tenant=tenant)
     context: dict[str, Any] = {"deployments": deployments, "quota": quota, "error": ""}
     try:
@@ -101,6 +105,7 @@ def tenant_page(tenant: Tenant) -> dict[str, Any]:
     alerts, alerts_error = _alerts(tenant.namespace)
     by_name = {d.name: d for d in deployments}
     live = live_colours(deployments)
+    engines = colour_engines(deployments)
     # Prometheus keeps series of deleted deployments and removed colours for minutes (and the
     # sparklines' range for 30): only what serves in the portal now gets a row.
     keys = sorted(
@@ -128,6 +133,7 @@ def tenant_page(tenant: Tenant) -> dict[str, Any]:
             points = series.get(panel, {}).get((name, colour), [])
             row.sparks[panel] = charts.sparkline(points, colour=charts.COLOURS.get(colour, "#555"))
         row.alerts = [a for a in alerts if (a.deployment, a.colour) == (name, colour)]
+        row.not_reported = _not_reported(engines.get((name, colour), DEFAULT_ENGINE))
         rows.append(row)
     seen = set(keys)
     for d in deployments:
@@ -179,6 +185,26 @@ def live_colours(deployments: list[Deployment]) -> dict[str, set[str]]:
     for name, colour, previous in running:
         live[name] |= {colour, previous} - {"", None}
     return live
+
+
+def colour_engines(deployments: list[Deployment]) -> dict[tuple[str, str], str]:
+    """The engine serving each live (deployment, colour): the active revision's, and a running
+    rollout's revision on its new side (an engine switch runs both engines for a while)."""
+    engines = {
+        (d.name, d.active_colour): d.active_revision.engine
+        for d in deployments
+        if d.active_revision is not None and d.active_colour
+    }
+    running = Rollout.objects.filter(
+        deployment__in=deployments, state__in=ACTIVE_STATES
+    ).values_list("deployment__name", "colour", "revision__engine")
+    for name, colour, engine in running:
+        engines[(name, colour)] = engine
+    return engines
+
+
+def _not_reported(engine: str) -> dict[str, str]:
+    return {panel.name: why for panel in metrics.PANELS if (why := panel.not_reported.get(engine))}
 
 
 def _buckets(values: dict[metrics.Key, float], name: str) -> list[tuple[str, float]]:
@@ -262,6 +288,11 @@ def deployment_page(deployment: Deployment) -> dict[str, Any]:
         input_chart=charts.bars(_buckets(current["input_length_buckets"], name)),
         input_not_reported=metrics.not_reported("input_length_buckets", engine),
         errors_not_reported=metrics.not_reported("error_rate", engine),
+        guardrails_not_reported=[
+            (g.title, why)
+            for g in guardrails.GUARDRAILS
+            if (why := g.not_reported.get(ENGINES[engine].label if engine in ENGINES else ""))
+        ],
         engine_label=ENGINES[engine].label if engine in ENGINES else engine,
         gpu_memory={c: v for (d, c), v in current["gpu_memory_used"].items() if d == name},
         alerts=[a for a in alerts if a.deployment == name],

@@ -243,6 +243,12 @@ class Gateway:
             stream = body.get("stream") is True
             client_wants_usage = _wants_usage(body)
             changed = await self._cap_output(call, body, raw, path)
+            if body["model"] != route.model_id:
+                # Clients name the deployment; the server knows its model by the name it was
+                # started with (vLLM refuses any other: vllm/entrypoints/openai/serving_engine.py
+                # _check_model answers 404 "The model `chat` does not exist.").
+                body["model"] = route.model_id
+                changed = True
             if stream and not client_wants_usage:
                 # Ask for the usage chunk (and drop it from the client's stream) to meter exactly.
                 body["stream_options"] = {
@@ -352,7 +358,7 @@ class Gateway:
         if bound > route.max_input_tokens or (
             wanted is not None and bound + wanted > route.max_total_tokens
         ):
-            input_tokens = await self._count_input(route, body, path)
+            input_tokens, unknown = await self._count_input(route, body, path)
             if input_tokens > route.max_input_tokens:
                 field_name = "messages" if path == CHAT_PATH else "prompt"
                 raise errors.invalid(
@@ -371,7 +377,10 @@ class Gateway:
                     "context_length_exceeded",
                 )
             if wanted is not None:
-                wanted = min(wanted, room)
+                # Where the count leaves the chat template out, leave room for it too (the
+                # engine refuses input + max_tokens over its context length).
+                wanted = min(wanted, max(1, room - unknown))
+            input_tokens += unknown
         if wanted is not None and wanted != requested:
             call.headers["x-gateway-max-tokens"] = str(wanted)
             if requested is not None:
@@ -387,9 +396,10 @@ class Gateway:
         call.completion_tokens = max(0, output_estimate)
         return changed
 
-    async def _count_input(self, route: Route, body: dict[str, Any], path: str) -> int:
-        """Exact input tokens from the model server's own tokenizer (the longest prompt when a
-        completion request carries several), through the route's engine's tokenize call."""
+    async def _count_input(self, route: Route, body: dict[str, Any], path: str) -> tuple[int, int]:
+        """Input tokens from the model server's own tokenizer (the longest prompt when a
+        completion request carries several), through the route's engine's tokenize call, and
+        an upper bound of the tokens that count leaves out (0 when it is exact)."""
         engine = ENGINES.get(route.engine, ENGINES[DEFAULT_ENGINE])
         if path == CHAT_PATH:
             messages = body.get("messages")
@@ -397,17 +407,22 @@ class Gateway:
                 raise errors.invalid("'messages' must be a list of messages", "messages")
             call = engine.tokenize_chat(body)
             if call is not None:
-                return await self._tokenize(route, engine, call)
+                return await self._tokenize(route, engine, call), 0
             # No chat tokenizer (SGLang): the messages' text without the template's tokens, a
             # lower bound. Refusals stay certain; the answer's usage settles the exact count.
+            # The template adds fewer tokens than the messages' JSON markup has bytes, plus
+            # a preamble (see TEMPLATE_ALLOWANCE_TOKENS).
             texts = [_message_text(message) for message in messages]
-            return await self._tokenize(route, engine, engine.tokenize_text("\n".join(texts)))
+            text = "\n".join(texts)
+            count = await self._tokenize(route, engine, engine.tokenize_text(text))
+            markup = max(0, len(orjson.dumps(messages)) - len(text.encode()))
+            return count, markup + TEMPLATE_ALLOWANCE_TOKENS
         prompt = body.get("prompt")
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
             raise errors.invalid("'prompt' must be a string or a list of strings", "prompt")
         counts = [await self._tokenize(route, engine, engine.tokenize_text(p)) for p in prompts]
-        return max(counts, default=0)
+        return max(counts, default=0), 0
 
     async def _tokenize(self, route: Route, engine: InferenceEngine, call: HttpCall) -> int:
         """The token count the engine's tokenize route answers for ``call``."""

@@ -1,6 +1,7 @@
 """Benchmark: the portal's OpenAI gateway against a direct connection and LiteLLM's proxy.
 
-One run measures, on this machine and against the same TGI simulator backend:
+One run measures, per inference engine (``--engine``, repeatable; default every engine of
+``engines.ENGINES``, one after the other), on this machine and against that engine's simulator:
 
 * ``direct``  — the simulator's own OpenAI route (``/v1/chat/completions``), no proxy;
 * ``litellm`` — LiteLLM's proxy (PyPI, own virtualenv) with one model entry pointing at the
@@ -11,16 +12,22 @@ One run measures, on this machine and against the same TGI simulator backend:
 Measurements: sequential latency (p50/p95/p99, the targets interleaved request by request, so
 all see the same machine), added latency = p50(proxy) − p50(direct), and throughput (requests/s
 with C concurrent clients for T seconds, one target after the other); each non-streaming and
-streaming. Results go to ``bench/results/gateway-vs-litellm.json`` and a table is printed.
+streaming. Results go to ``bench/results/gateway-vs-litellm.json``, one section per engine
+under ``engines`` (each with its own verdict), and a table is printed.
 
 Backends (``--backend``):
 
-* ``portal`` — a bench tenant, model and deployment are created through the portal's services in
-  a separate bench database (``portal_bench_gateway``), rolled out on the local cluster by a
+* ``portal`` — one bench database (``portal_bench_gateway``); per engine a bench tenant, model
+  and deployment created through the portal's services, rolled out on the local cluster by a
   Celery worker, with the simulator's per-token latency set to 0 through the
-  ``sim.inference.portal/faults`` pod annotation; the direct path and LiteLLM use the pod IP read
-  from the deployment's EndpointSlice. Needed for the gateway.
-* ``local`` — a simulator started here on a loopback port (direct and LiteLLM only).
+  ``sim.inference.portal/faults`` pod annotation; the direct path and LiteLLM use the pod IP
+  read from the deployment's EndpointSlice. The engine's namespace is deleted before the next
+  engine starts. Needed for the gateway.
+* ``local`` — the engine's simulator started here on a loopback port (direct and LiteLLM only),
+  with the container command the portal renders for the engine. Like a serving pod it runs
+  offline (``HF_HUB_OFFLINE=1``) from a Hub cache filled beforehand from the local Hub
+  (``devstack.hub``) by the weight-download Job's own code (``models_registry.download_weights``),
+  under ``var/bench/gateway/hub-cache`` (kept between runs).
 * ``auto`` (default) — ``portal`` when ``gateway/__main__.py`` exists, else ``local``.
 
 Run: .venv/bin/python -m bench.gateway.run   (first: bash bench/gateway/setup_litellm.sh)
@@ -42,6 +49,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +57,7 @@ from typing import Any
 import yaml
 
 from bench.gateway.load import Target, measure_latency, measure_throughput
+from engines import ENGINES
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "gateway-vs-litellm.json"
@@ -57,6 +66,7 @@ LITELLM_VENV = Path(os.environ.get("LITELLM_VENV", ROOT / "var" / "bench" / "lit
 SETUP_LITELLM = ROOT / "bench" / "gateway" / "setup_litellm.sh"
 GATEWAY_MAIN = ROOT / "gateway" / "__main__.py"
 BENCH_DB = "portal_bench_gateway"
+HUB_CACHE = WORKDIR / "hub-cache"  # the local backend's weights volume, kept between runs
 
 MODEL_ID = "mistralai/Mistral-7B-Instruct-v0.3"
 DEPLOYMENT_NAME = "chat"
@@ -72,12 +82,16 @@ Runner = Callable[[], Any]
 
 @dataclass
 class Backend:
-    """The TGI simulator every target ends up at."""
+    """The engine's simulator every target ends up at."""
 
     url: str  # http://host:port, no path
-    model: str  # the model id TGI serves
+    model: str  # the model id the engine serves
     kind: str
     portal: PortalBench | None = None
+
+
+# Per engine name, a context manager yielding that engine's backend.
+BackendFactory = Callable[[str], AbstractContextManager[Backend]]
 
 
 @dataclass
@@ -180,35 +194,129 @@ def chat_ok(target: Target) -> bool:
 # --- backends -------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def local_backend() -> Iterator[Backend]:
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "devstack.tgi_simulator",
-        "--model-id",
-        MODEL_ID,
-        "--hostname",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--max-input-tokens",
-        "1024",
-        "--max-total-tokens",
-        "2048",
-        "--max-batch-prefill-tokens",
-        "1074",
-    ]
+def _fill_hub_cache(hub_url: str, cache: Path) -> str:
+    """Download the bench model's current commit from the local Hub into ``cache`` the way the
+    weight-download Job does (same module, same layout; a no-op once complete). Its sha."""
+    from huggingface_hub import HfApi
+
+    sha = HfApi(endpoint=hub_url, token=False).model_info(MODEL_ID).sha
+    assert sha is not None, MODEL_ID
+    argv = [sys.executable, "-m", "models_registry.download_weights"]
+    argv += ["--repo-id", MODEL_ID, "--revision", sha, "--dest", str(cache)]
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    with (WORKDIR / "weights-download.log").open("ab") as log:
+        subprocess.run(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, "HF_ENDPOINT": hub_url},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+    return sha
+
+
+def _set_flag(args: list[str], flag: str, value: str) -> list[str]:
+    """``args`` with ``flag``'s value(s) replaced by ``value`` (appended when absent)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return [*out, flag, value]
+
+
+def simulator_command(
+    engine_name: str, sha: str, cache: Path, port: int
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of ``engine_name``'s simulator serving the bench model on loopback:
+    the container the portal renders for the engine, run as the simulated kubelet runs it, with
+    the weights volume's mount point (``/data``) mapped to ``cache`` and the port moved."""
+    from deployments.rendering import render_colour_deployment
+    from deployments.rendering.specs import (
+        ModelRevisionSpec,
+        OwnerRef,
+        ServingSpec,
+        TenantSpec,
+        TierSpec,
+    )
+    from devstack.kubelet import runtime
+    from engines.base import HUB_CACHE_PATH
+
+    engine = ENGINES[engine_name]
+    tier = TierSpec(
+        name="a100-80g",
+        node_selector={"inference.portal/pool": "a100-80g"},
+        tolerations=[],
+        gpu_product="NVIDIA-A100-SXM4-80GB",
+        gpu_memory_gib=80,
+        gpus_per_replica=1,
+        cpu_request="8",
+        memory_request="64Gi",
+        image=engine.default_image,
+    )
+    spec = ServingSpec(
+        tenant=TenantSpec(slug="bench", namespace="bench", max_gpus=1, max_pods=1),
+        deployment_name=DEPLOYMENT_NAME,
+        revision_number=1,
+        tier=tier,
+        model=ModelRevisionSpec(
+            repo_id=MODEL_ID, commit_sha=sha, weights_pvc_name="weights", weights_size_bytes=1
+        ),
+        max_input_tokens=1024,
+        max_total_tokens=2048,
+        max_batch_prefill_tokens=1074,
+        engine=engine,
+        owner=OwnerRef("v1", "ConfigMap", "bench", "00000000-0000-0000-0000-000000000000"),
+    )
+    manifest = render_colour_deployment(spec, "blue")
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    kind = runtime.kind_of(container)
+    assert kind is not None, container["image"]
+
+    def mounted(value: str) -> str:  # the weights volume is mounted at HUB_CACHE_PATH
+        if value == HUB_CACHE_PATH or value.startswith(HUB_CACHE_PATH + "/"):
+            return str(cache) + value[len(HUB_CACHE_PATH) :]
+        return value
+
     env = {
-        "HF_HUB_OFFLINE": "1",
-        "SIM_STARTUP_SECONDS": "0",
-        "SIM_FAULTS": SIM_FAST_FAULTS,
-        "PROMETHEUS_PORT": str(free_port()),
+        var["name"]: mounted(var["value"]) for var in container.get("env") or [] if "value" in var
     }
-    url = f"http://127.0.0.1:{port}"
-    with process("simulator", argv, env=env, ready=lambda: http_ok(url + "/health")):
-        yield Backend(url=url, model=MODEL_ID, kind="local simulator on loopback")
+    container = {**container, "args": [mounted(str(a)) for a in container.get("args") or []]}
+    argv = runtime.engine_argv(kind, container, env, "127.0.0.1")
+    return _set_flag(argv, "--port", str(port)), env
+
+
+@contextlib.contextmanager
+def local_backends() -> Iterator[BackendFactory]:
+    """The local Hub running and the bench model in the Hub cache; then per engine a simulator."""
+    from devstack.hub.server import running_hub
+
+    with running_hub() as hub_url:
+        sha = _fill_hub_cache(hub_url, HUB_CACHE)
+        print(f"hub cache: {MODEL_ID}@{sha[:12]} in {HUB_CACHE}", flush=True)
+
+        @contextlib.contextmanager
+        def local_backend(engine_name: str) -> Iterator[Backend]:
+            port = free_port()
+            argv, env = simulator_command(engine_name, sha, HUB_CACHE, port)
+            # Offline from the cache (HF_HUB_OFFLINE=1 is in the engine's env), answering at once.
+            env |= {"SIM_STARTUP_SECONDS": "0", "SIM_FAULTS": SIM_FAST_FAULTS}
+            url = f"http://127.0.0.1:{port}"
+            with process(
+                f"simulator-{engine_name}",
+                argv,
+                env=env,
+                unset=("HF_ENDPOINT", "HF_TOKEN"),
+                ready=lambda: http_ok(url + "/health"),
+            ):
+                yield Backend(url=url, model=MODEL_ID, kind="local simulator on loopback")
+
+        yield local_backend
 
 
 def _ready_endpoint(namespace: str, service: str) -> tuple[str, int] | None:
@@ -230,65 +338,80 @@ def _ready_endpoint(namespace: str, service: str) -> tuple[str, int] | None:
 
 
 @contextlib.contextmanager
-def portal_backend() -> Iterator[Backend]:
-    from bench.rollouts.common import bench_environment, bench_tenant, worker
+def portal_backends() -> Iterator[BackendFactory]:
+    """One bench database for the run; per engine a tenant whose deployment runs that engine."""
+    from bench.rollouts.common import bench_environment
 
     with bench_environment(queue="bench-gateway", database=BENCH_DB) as env:
-        from deployments.admission import ServingRequest
-        from deployments.choices import TERMINAL_STATES
-        from deployments.models import Rollout, Tier
-        from deployments.services import Promotion, create_deployment
-        from devstack.hub import fixtures as hub
-        from models_registry import services as registry
-        from portal import kube
+        yield lambda engine_name: portal_backend(env, engine_name)
 
-        namespace = f"bench-gw-{os.getpid()}"
-        tenant, actor = bench_tenant(
-            "bench-gateway",
-            namespace,
-            requests_per_minute=RPM_LIMIT,
-            tokens_per_minute=TPM_LIMIT,
-        )
-        model = registry.register_model(actor, tenant, repo_id=hub.MISTRAL_7B_ID)
-        request = ServingRequest(
-            model=model,
-            tier=Tier.objects.get(slug="a100-80g"),
-            max_total_tokens=2048,
-            max_input_tokens=1024,
-        )
-        try:
-            with worker(env, WORKDIR / "celery-worker.log"):
-                deployment, rollout, _ = create_deployment(
-                    actor,
-                    tenant,
-                    name=DEPLOYMENT_NAME,
-                    request=request,
-                    promotion=Promotion(scale_down_delay_seconds=0),
-                    pod_annotations={"sim.inference.portal/faults": SIM_FAST_FAULTS},
-                )
-                started = time.monotonic()
-                while True:
-                    rollout = Rollout.objects.get(pk=rollout.pk)
-                    if rollout.state == "completed":
-                        break
-                    if rollout.state in TERMINAL_STATES or time.monotonic() - started > 300:
-                        raise SystemExit(f"rollout {rollout.state}: {rollout.failure_reason}")
-                    time.sleep(0.5)
-                print(f"deployment rolled out in {time.monotonic() - started:.1f} s", flush=True)
-            endpoint = None
-            while endpoint is None:
-                endpoint = _ready_endpoint(namespace, f"tgi-{DEPLOYMENT_NAME}")
-                if endpoint is None:
-                    time.sleep(0.5)
-            ip, port = endpoint
-            yield Backend(
-                url=f"http://{ip}:{port}",
-                model=model.repo_id,
-                kind="portal deployment pod on the local cluster (simulated kubelet)",
-                portal=PortalBench(tenant=tenant, actor=actor, deployment=deployment, env=env),
+
+@contextlib.contextmanager
+def portal_backend(env: dict[str, str], engine_name: str) -> Iterator[Backend]:
+    from bench.rollouts.common import bench_tenant, worker
+    from deployments.admission import ServingRequest
+    from deployments.choices import TERMINAL_STATES
+    from deployments.models import Rollout, Tier
+    from deployments.rendering.serving import active_service_name
+    from deployments.services import Promotion, create_deployment
+    from deployments.specs import serving_spec
+    from devstack.hub import fixtures as hub
+    from models_registry import services as registry
+    from portal import kube
+
+    namespace = f"bench-gw-{os.getpid()}-{engine_name}"
+    tenant, actor = bench_tenant(
+        f"bench-gateway-{engine_name}",
+        namespace,
+        requests_per_minute=RPM_LIMIT,
+        tokens_per_minute=TPM_LIMIT,
+    )
+    model = registry.register_model(actor, tenant, repo_id=hub.MISTRAL_7B_ID)
+    request = ServingRequest(
+        model=model,
+        tier=Tier.objects.get(slug="a100-80g"),
+        engine=engine_name,
+        max_total_tokens=2048,
+        max_input_tokens=1024,
+    )
+    try:
+        # The worker only rolls out: it is stopped before the measurements start.
+        with worker(env, WORKDIR / f"celery-worker-{engine_name}.log"):
+            deployment, rollout, _ = create_deployment(
+                actor,
+                tenant,
+                name=DEPLOYMENT_NAME,
+                request=request,
+                promotion=Promotion(scale_down_delay_seconds=0),
+                pod_annotations={"sim.inference.portal/faults": SIM_FAST_FAULTS},
             )
-        finally:
-            kube.delete("v1", "Namespace", namespace)
+            started = time.monotonic()
+            while True:
+                rollout = Rollout.objects.get(pk=rollout.pk)
+                if rollout.state == "completed":
+                    break
+                if rollout.state in TERMINAL_STATES or time.monotonic() - started > 300:
+                    raise SystemExit(f"rollout {rollout.state}: {rollout.failure_reason}")
+                time.sleep(0.5)
+            print(
+                f"{engine_name}: deployment rolled out in {time.monotonic() - started:.1f} s",
+                flush=True,
+            )
+        service = active_service_name(serving_spec(rollout.revision))
+        endpoint = None
+        while endpoint is None:
+            endpoint = _ready_endpoint(namespace, service)
+            if endpoint is None:
+                time.sleep(0.5)
+        ip, port = endpoint
+        yield Backend(
+            url=f"http://{ip}:{port}",
+            model=model.repo_id,
+            kind="portal deployment pod on the local cluster (simulated kubelet)",
+            portal=PortalBench(tenant=tenant, actor=actor, deployment=deployment, env=env),
+        )
+    finally:
+        kube.delete("v1", "Namespace", namespace)
 
 
 # --- targets --------------------------------------------------------------------------------
@@ -494,40 +617,33 @@ def verdict(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def table(results: dict[str, Any]) -> str:
+def table(per_engine: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| variant | target | p50 ms | p95 ms | p99 ms | added p50 ms | req/s | errors |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| engine | variant | target | p50 ms | p95 ms | p99 ms | added p50 ms | req/s | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for label, numbers in results.items():
-        for name, lat in numbers["latency"].items():
-            thr = numbers["throughput"][name]
-            added = lat.get("added_p50_ms", "—")
-            errors = lat["errors"] + thr["errors"]
-            lines.append(
-                f"| {label.replace('_', '-')} | {name} | {lat['p50_ms']:.2f} | "
-                f"{lat['p95_ms']:.2f} | {lat['p99_ms']:.2f} | {added} | "
-                f"{thr['requests_per_second']:.0f} | {errors} |"
-            )
+    for engine_name, section in per_engine.items():
+        for label, numbers in section["results"].items():
+            for name, lat in numbers["latency"].items():
+                thr = numbers["throughput"][name]
+                added = lat.get("added_p50_ms", "—")
+                errors = lat["errors"] + thr["errors"]
+                lines.append(
+                    f"| {engine_name} | {label.replace('_', '-')} | {name} | {lat['p50_ms']:.2f} | "
+                    f"{lat['p95_ms']:.2f} | {lat['p99_ms']:.2f} | {added} | "
+                    f"{thr['requests_per_second']:.0f} | {errors} |"
+                )
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("auto", "portal", "local"), default="auto")
-    parser.add_argument("--requests", type=int, default=2000, help="sequential, per target")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=10.0, help="throughput window")
-    parser.add_argument("--no-litellm", action="store_true")
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    kind = args.backend
-    if kind == "auto":
-        kind = "portal" if GATEWAY_MAIN.exists() else "local"
+def run_engine(
+    engine_name: str, backends: BackendFactory, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Every target against ``engine_name``'s backend; that engine's section of the results."""
     run = Run()
     with contextlib.ExitStack() as stack:
-        backend = stack.enter_context(portal_backend() if kind == "portal" else local_backend())
-        print(f"backend: {backend.url} ({backend.kind})", flush=True)
+        backend = stack.enter_context(backends(engine_name))
+        print(f"{engine_name}: backend {backend.url} ({backend.kind})", flush=True)
         run.targets.append(Target("direct", f"{backend.url}/v1", "none", backend.model))
         if not args.no_litellm:
             target = stack.enter_context(litellm_target(backend, run))
@@ -539,10 +655,47 @@ def main() -> None:
         for name, why in run.skipped.items():
             print(f"SKIPPED {name}: {why}", flush=True)
         results = measure(run, args)
+    return {
+        "backend": {
+            "kind": backend.kind,
+            "engine": engine_name,
+            "image": ENGINES[engine_name].default_image,
+            "model": backend.model,
+            "faults": SIM_FAST_FAULTS,
+        },
+        "settings": {"server_processes_per_proxy": WORKERS, **run.settings},
+        "skipped": run.skipped,
+        "results": results,
+        "targets": verdict(results),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("auto", "portal", "local"), default="auto")
+    parser.add_argument(
+        "--engine",
+        action="append",
+        choices=list(ENGINES),
+        help="engine to measure (repeatable); default: every engine, one after the other",
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="sequential, per target")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0, help="throughput window")
+    parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    engines = list(dict.fromkeys(args.engine or ENGINES))
+    kind = args.backend
+    if kind == "auto":
+        kind = "portal" if GATEWAY_MAIN.exists() else "local"
+    per_engine: dict[str, dict[str, Any]] = {}
+    with portal_backends() if kind == "portal" else local_backends() as backends:
+        for engine_name in engines:
+            per_engine[engine_name] = run_engine(engine_name, backends, args)
     output = {
         "benchmark": "gateway added latency and throughput vs direct and LiteLLM proxy",
         "machine": machine(),
-        "backend": {"kind": backend.kind, "model": backend.model, "faults": SIM_FAST_FAULTS},
         "load": {
             "client": "bench/gateway/load.py (asyncio + aiohttp, keep-alive)",
             "prompt": "one short user message, max_tokens cycling 1..4",
@@ -551,17 +704,17 @@ def main() -> None:
             "throughput_concurrency": args.concurrency,
             "throughput_seconds": args.seconds,
             "throughput_warmup_seconds": 2.0,
+            "engine_order": "one engine after the other, in this order: " + ", ".join(engines),
         },
-        "settings": {"server_processes_per_proxy": WORKERS, **run.settings},
-        "skipped": run.skipped,
-        "results": results,
-        "targets": verdict(results),
+        # Per engine: backend, settings, skipped, results and targets (the verdict).
+        "engines": per_engine,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(output, indent=2) + "\n")
-    print(table(results))
-    if output["targets"]:
-        print(json.dumps(output["targets"], indent=2))
+    print(table(per_engine))
+    verdicts = {name: section["targets"] for name, section in per_engine.items()}
+    if any(verdicts.values()):
+        print(json.dumps(verdicts, indent=2))
     shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
     print(f"written: {shown}")
 

@@ -5,6 +5,11 @@ switched to the new side. Bare: the same Kubernetes operations issued by a plain
 the colour Deployment, poll until every replica is available, patch a Service selector — on
 the same cluster, with the same pod manifests, interleaved with the portal's runs.
 
+Per engine (``--engine``, repeatable; default every engine of ``engines.ENGINES``): each engine
+gets its own tenant and deployment, and the runs are interleaved across engines too (run i goes
+through every engine before run i + 1), so a drift of the machine hits all engines alike.
+Results: one section per engine under ``engines``, each with its own verdict (``targets``).
+
 Run: .venv/bin/python -m bench.rollouts.overhead --runs 7
 """
 
@@ -15,12 +20,46 @@ import json
 import statistics
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from bench.rollouts.common import ROOT, bench_environment, bench_tenant, percentile, worker
+from engines import ENGINES
 
 RESULTS = ROOT / "bench" / "results" / "rollout_overhead.json"
+RATIO_TARGET = 1.5  # portal p50 / bare p50
+PORTAL_P50_TARGET_SECONDS = 3.0
+
+
+@dataclass
+class EngineBench:
+    """One engine's deployment and the times measured against it."""
+
+    deployment: Any
+    spec: Any
+    namespace: str
+    portal: list[float] = field(default_factory=list)
+    bare: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        portal, bare = self.portal, self.bare
+        ratio = statistics.median(portal) / statistics.median(bare)
+        return {
+            "portal_seconds": portal,
+            "bare_seconds": bare,
+            "portal_p50": statistics.median(portal),
+            "portal_p95": percentile(portal, 0.95),
+            "bare_p50": statistics.median(bare),
+            "ratio_p50": ratio,
+            "overhead_p50_seconds": statistics.median(
+                p - b for p, b in zip(portal, bare, strict=True)
+            ),
+            "targets": {
+                "ratio_p50_at_most_1_5_met": ratio <= RATIO_TARGET,
+                "portal_p50_under_3s_met": statistics.median(portal) < PORTAL_P50_TARGET_SECONDS,
+            },
+        }
 
 
 def portal_run(deployment: Any, actor: Any, request: Any, tokens: int) -> float:
@@ -88,7 +127,15 @@ def bare_run(spec: Any, namespace: str, index: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--engine",
+        action="append",
+        choices=list(ENGINES),
+        help="engine to measure (repeatable); default: every engine, interleaved",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    engines = list(dict.fromkeys(args.engine or ENGINES))
     with bench_environment() as env:
         from deployments.admission import ServingRequest
         from deployments.models import Rollout, Tier
@@ -96,52 +143,64 @@ def main() -> None:
         from deployments.services import Promotion, create_deployment
         from devstack.hub import fixtures as hub
         from models_registry import services as registry
-
-        namespace = f"bench-{uuid.uuid4().hex[:6]}"
-        tenant, actor = bench_tenant("bench", namespace)
-        model = registry.register_model(actor, tenant, repo_id=hub.MISTRAL_7B_ID)  # apache-2.0
-        request = ServingRequest(
-            model=model,
-            tier=Tier.objects.get(slug="a100-80g"),
-            max_total_tokens=2048,
-            max_input_tokens=1024,
-        )
-        with worker(env, ROOT / "var" / "log" / "bench-overhead-worker.log"):
-            deployment, first, _ = create_deployment(
-                actor,
-                tenant,
-                name="bench",
-                request=request,
-                promotion=Promotion(scale_down_delay_seconds=0),
-            )
-            while Rollout.objects.filter(pk=first.pk).exclude(state="completed").exists():
-                if Rollout.objects.filter(pk=first.pk, state="failed").exists():
-                    raise SystemExit("warm-up rollout failed")
-                time.sleep(0.2)
-            spec = build_context(Rollout.objects.get(pk=first.pk)).spec
-            portal, bare = [], []
-            for index in range(args.runs):
-                deployment.refresh_from_db()
-                portal.append(portal_run(deployment, actor, request, 2048 + 128 * (index + 1)))
-                bare.append(bare_run(spec, namespace, index))
-                print(
-                    f"run {index + 1}: portal {portal[-1]:.2f} s, bare {bare[-1]:.2f} s", flush=True
-                )
         from portal import kube
 
-        kube.delete("v1", "Namespace", namespace)
+        suffix = uuid.uuid4().hex[:6]
+        benches: dict[str, EngineBench] = {}
+        requests: dict[str, Any] = {}
+        actors: dict[str, Any] = {}
+        try:
+            with worker(env, ROOT / "var" / "log" / "bench-overhead-worker.log"):
+                for name in engines:
+                    namespace = f"bench-{suffix}-{name}"
+                    tenant, actor = bench_tenant(f"bench-{name}", namespace)
+                    model = registry.register_model(  # apache-2.0
+                        actor, tenant, repo_id=hub.MISTRAL_7B_ID
+                    )
+                    request = ServingRequest(
+                        model=model,
+                        tier=Tier.objects.get(slug="a100-80g"),
+                        engine=name,
+                        max_total_tokens=2048,
+                        max_input_tokens=1024,
+                    )
+                    deployment, first, _ = create_deployment(
+                        actor,
+                        tenant,
+                        name="bench",
+                        request=request,
+                        promotion=Promotion(scale_down_delay_seconds=0),
+                    )
+                    while Rollout.objects.filter(pk=first.pk).exclude(state="completed").exists():
+                        if Rollout.objects.filter(pk=first.pk, state="failed").exists():
+                            raise SystemExit(f"{name}: warm-up rollout failed")
+                        time.sleep(0.2)
+                    spec = build_context(Rollout.objects.get(pk=first.pk)).spec
+                    benches[name] = EngineBench(deployment, spec, namespace)
+                    requests[name], actors[name] = request, actor
+                for index in range(args.runs):
+                    for name, bench in benches.items():
+                        bench.deployment.refresh_from_db()
+                        tokens = 2048 + 128 * (index + 1)
+                        bench.portal.append(
+                            portal_run(bench.deployment, actors[name], requests[name], tokens)
+                        )
+                        bench.bare.append(bare_run(bench.spec, bench.namespace, index))
+                        print(
+                            f"run {index + 1}, {name}: portal {bench.portal[-1]:.2f} s, "
+                            f"bare {bench.bare[-1]:.2f} s",
+                            flush=True,
+                        )
+        finally:
+            for bench in benches.values():
+                kube.delete("v1", "Namespace", bench.namespace)
     result = {
         "runs": args.runs,
-        "portal_seconds": portal,
-        "bare_seconds": bare,
-        "portal_p50": statistics.median(portal),
-        "portal_p95": percentile(portal, 0.95),
-        "bare_p50": statistics.median(bare),
-        "ratio_p50": statistics.median(portal) / statistics.median(bare),
-        "overhead_p50_seconds": statistics.median(p - b for p, b in zip(portal, bare, strict=True)),
+        "order": "interleaved: run i goes through every engine (portal, then bare) before i + 1",
+        "engines": {name: bench.summary() for name, bench in benches.items()},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -451,12 +451,12 @@ class PodWorker(threading.Thread):
         else:
             code = runtime.exit_code(ctr.exit_rc)
             message = ""
-            if code == 0:
-                reason = "Completed"
-            elif code == 137 and not ctr.killed_by_us:
-                reason = "OOMKilled"
-            else:
-                reason = "Error"
+            # "OOMKilled" comes only from the runtime's cgroup OOM event (containerd's shim
+            # watches memory.events and the CRI plugin sets the reason on TaskOOM), never from
+            # the exit status: a process that SIGKILLs itself (SGLang's launcher after a
+            # scheduler failure) exits 137 with reason Error. This kubelet runs no memory
+            # cgroup, so it never observes an OOM kill.
+            reason = "Completed" if code == 0 else "Error"
         terminated = {
             "exitCode": code,
             "reason": reason,

@@ -18,11 +18,14 @@ from prometheus_api_client import PrometheusConnect
 
 from deployments import alerts, metrics
 from deployments.choices import RolloutState as S
-from deployments.models import Tier
+from deployments.models import Deployment, Tier
+from deployments.rendering import active_service_name
 from deployments.rollout import ready_endpoint_ips
 from deployments.services import DEFAULT_TIERS, ensure_default_tiers
-from tests.deployments.conftest import Fleet
+from deployments.specs import serving_spec
+from engines import ENGINES
 from tests.fixtures.cluster import wait_for
+from tests.fixtures.fleet import Fleet
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "inference-rules.yml"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -120,7 +123,9 @@ def test_queue_guardrail_fires_only_when_held(
 
     def query_range(self: Any, query: str, *args: Any) -> list[dict[str, Any]]:
         queries.append(query)
-        return [_series(values)] if "tgi_queue_size" in query else []
+        # The queue guardrail: one query over every engine's queue gauge.
+        queue = all(e.metrics.queue_size_metric in query for e in ENGINES.values())
+        return [_series(values)] if queue else []
 
     monkeypatch.setattr(PrometheusConnect, "custom_query_range", query_range)
     found = alerts.evaluate("tenant-acme")
@@ -140,28 +145,35 @@ def test_series_of_an_unknown_tier_are_ignored(monkeypatch: pytest.MonkeyPatch) 
     assert alerts.evaluate("tenant-acme") == []
 
 
+def _active_service(deployment: Deployment) -> str:
+    """The Service selecting the deployment's serving colour, as the renderer names it."""
+    deployment.refresh_from_db()
+    assert deployment.active_revision is not None
+    return active_service_name(serving_spec(deployment.active_revision))
+
+
 class Load:
     """`clients` threads sending chat completions back to back until stopped."""
 
-    def __init__(self, ip: str, clients: int, max_tokens: int) -> None:
+    def __init__(self, url: str, model: str, clients: int, max_tokens: int) -> None:
         self.stop = threading.Event()
         self.threads = [
-            threading.Thread(target=self._run, args=(ip, max_tokens), daemon=True)
+            threading.Thread(target=self._run, args=(url, model, max_tokens), daemon=True)
             for _ in range(clients)
         ]
         for thread in self.threads:
             thread.start()
 
-    def _run(self, ip: str, max_tokens: int) -> None:
+    def _run(self, url: str, model: str, max_tokens: int) -> None:
         body = {
-            "model": "tgi",
+            "model": model,
             "messages": [{"role": "user", "content": "hello there"}],
             "max_tokens": max_tokens,
         }
         with httpx.Client(timeout=120) as client:
             while not self.stop.is_set():
                 with contextlib.suppress(httpx.HTTPError):
-                    client.post(f"http://{ip}:80/v1/chat/completions", json=body)
+                    client.post(f"{url}/v1/chat/completions", json=body)
 
     def end(self) -> None:
         self.stop.set()
@@ -172,22 +184,27 @@ class Load:
 @pytest.mark.cluster
 @pytest.mark.worker
 @pytest.mark.slow
+@pytest.mark.parametrize("engine", list(ENGINES))
 def test_queue_and_ttft_alerts_fire_under_load_and_clear(
-    fleet: Fleet, cluster: Any, settings: Any
+    fleet: Fleet, cluster: Any, settings: Any, engine: str
 ) -> None:
     settings.PROMETHEUS_URL = cluster.prometheus_url
     settings.GUARDRAIL_HOLD_SECONDS = 6
     Tier.objects.filter(slug="a100-80g").update(queue_depth_alert=3, ttft_p95_alert_seconds="0.5")
     namespace = fleet.tenant.namespace
-    # 512 total tokens: the simulated KV cache holds 16 × 512 tokens, ~19 requests of 400 new
-    # tokens at 20 ms each; the rest wait in the queue for 8 s and more.
+    # 40 clients sending 400 new tokens at 20 ms each, and every engine runs fewer at once, so
+    # the rest wait in its queue for 8 s and more. TGI: its simulated KV cache holds 16 × 512
+    # tokens (~19 such requests) and it admits 32 (more get 429); vLLM (--max-num-seqs) and
+    # SGLang (--max-running-requests) run 32 and queue the other 8.
     deployment, rollout = fleet.deploy(
         max_total_tokens=512,
         max_input_tokens=256,
+        max_concurrent_requests=32,
         pod_annotations={FAULTS: "token_latency_ms=20"},
     )
     fleet.wait_state(rollout, S.COMPLETED)
-    [ip] = ready_endpoint_ips(namespace, "tgi-chat")
+    [ip] = ready_endpoint_ips(namespace, _active_service(deployment))
+    url = f"http://{ip}:{ENGINES[engine].port}"
     wait_for(
         lambda: metrics.tenant_panels(namespace)["ready_replicas"].get(("chat", "blue")),
         30,
@@ -197,7 +214,7 @@ def test_queue_and_ttft_alerts_fire_under_load_and_clear(
     page_url = reverse("tenant-metrics", args=[fleet.tenant.slug])
     deployment_url = reverse("deployment-metrics", args=[fleet.tenant.slug, deployment.pk])
 
-    load = Load(ip, clients=40, max_tokens=400)
+    load = Load(url, fleet.world.objects["model_a"].repo_id, clients=40, max_tokens=400)
     try:
 
         def queue_firing() -> list[alerts.Alert] | None:

@@ -7,14 +7,15 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from deployments.autoscaling import hpa_state, replica_bounds
+from deployments.autoscaling import hpa_name, hpa_state, replica_bounds
 from deployments.choices import RolloutState as S
 from deployments.models import DeploymentRevision
 from deployments.rendering import OwnerRef, render_hpa
 from deployments.specs import serving_spec
+from engines import ENGINES
 from tenants.models import TenantQuota
-from tests.deployments.conftest import Fleet
 from tests.fixtures.cluster import wait_for
+from tests.fixtures.fleet import Fleet
 from tests.fixtures.personas import World
 
 
@@ -43,12 +44,16 @@ def _hpa(revision: DeploymentRevision) -> dict[str, Any]:
     return hpa
 
 
-def test_hpa_scales_on_queue_depth_within_the_spec(world: World) -> None:
-    hpa = _hpa(_revision(world))
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_hpa_scales_on_queue_depth_within_the_spec(world: World, engine: str) -> None:
+    hpa = _hpa(_revision(world, engine=engine))
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
     [metric] = hpa["spec"]["metrics"]
-    assert metric["pods"]["metric"]["name"] == "tgi_queue_size"
+    # The engine's per-pod queue gauge, the same series the queue guardrail reads.
+    own = ENGINES[engine].metrics
+    assert metric["pods"]["metric"]["name"] == own.queue_size_metric
+    assert own.queue_size_metric in str(own.alerts["QueueDepthHigh"])
     assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "6"}
 
 
@@ -87,16 +92,21 @@ def test_fixed_replicas_render_no_hpa_and_no_state(world: World) -> None:
 @pytest.mark.cluster
 @pytest.mark.worker
 @pytest.mark.slow
-def test_autoscaled_deployment_shows_its_hpa_and_why_it_cannot_scale(fleet: Fleet) -> None:
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_autoscaled_deployment_shows_its_hpa_and_why_it_cannot_scale(
+    fleet: Fleet, engine: str
+) -> None:
     deployment, rollout = fleet.deploy(autoscaling=True, replicas=1, min_replicas=1, max_replicas=3)
     fleet.wait_state(rollout, S.COMPLETED)
     deployment.refresh_from_db()
 
+    name = hpa_name(deployment, "blue")
     hpa = fleet.k8s.autoscaling.read_namespaced_horizontal_pod_autoscaler(
-        "tgi-chat-blue", fleet.tenant.namespace
+        name, fleet.tenant.namespace
     )
     assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (1, 3)
-    assert hpa.spec.metrics[0].pods.metric.name == "tgi_queue_size"
+    queue_metric = ENGINES[engine].queue_size_metric
+    assert hpa.spec.metrics[0].pods.metric.name == queue_metric
 
     # The local cluster has no custom-metrics adapter: the HPA controller says so.
     def inactive() -> Any:
@@ -117,6 +127,7 @@ def test_autoscaled_deployment_shows_its_hpa_and_why_it_cannot_scale(fleet: Flee
         .content.decode()
     )
     assert 'data-testid="hpa-state"' in page
-    assert "HorizontalPodAutoscaler/tgi-chat-blue" in page
+    assert f"HorizontalPodAutoscaler/{name}" in page
+    assert f"{queue_metric} averaging" in page  # the autoscaling signal, by its engine's name
     assert 'data-testid="hpa-inactive"' in page
     assert 'data-type="ScalingActive"' in page and condition.reason in page

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_api_client import PrometheusConnect
 
-from deployments import cost
+from deployments import alerts, cost, metrics
 from deployments.models import Deployment
 from tests.deployments.test_cost import scripted  # noqa: F401 - fixture
 from tests.deployments.test_deployments_browser import log_in
@@ -25,27 +25,33 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TICKS = itertools.count(1)
 
 
-def _failures(query: str) -> bool:
-    """Failures by kind, raw or recorded (not the outcomes regex, which names them too)."""
-    return "rate(tgi_request_failure" in query or "(deployment:tgi_request_failure:" in query
+def _kinds(namespace: str) -> dict[str, str]:
+    """Each query the pages ask -> the panel or guardrail it serves (whatever the engines'
+    series are called: the queries are built from the engines' own declarations)."""
+    kinds = {panel.query(namespace, "1m"): panel.name for panel in metrics.PANELS}
+    kinds |= {g.query(f'namespace="{namespace}"'): g.alert for g in alerts.GUARDRAILS}
+    return kinds
+
+
+KINDS: dict[str, str] = {}
 
 
 def _value(query: str, deployment: str, tick: int) -> float:
     busy = 3.0 if deployment == "busy" else 0.4
-    if "tgi_queue_size" in query:
+    kind = KINDS.get(query, "")
+    if kind in ("queue_size", "QueueDepthHigh"):
         return 21.0 if deployment == "busy" else 0.0
-    if "histogram_quantile" in query:  # raw, recorded buckets or recorded quantiles
+    if "_p" in kind or kind == "TimeToFirstTokenHigh":  # quantiles
         return (0.9 if deployment == "busy" else 0.12) * (1 + 0.05 * (tick % 3))
-    success = "tgi_request_success{" in query or "(deployment:tgi_request_success:" in query
-    if success and " / " in query:  # the success ratio (the error ratio names it in a regex)
+    if kind == "success_ratio":
         return 0.98
-    if "generated_tokens" in query:
+    if kind == "generated_tokens_rate":
         return busy * 180
-    if "up{" in query:
+    if kind == "ready_replicas":
         return 2.0 if deployment == "busy" else 1.0
-    if "batch_current_size" in query:
+    if kind == "batch_size":
         return busy * 4
-    if _failures(query):
+    if kind in ("error_rate", "ErrorRatioHigh"):
         return 0.06 if deployment == "busy" else 0.0
     return busy + 0.1 * (tick % 5)
 
@@ -57,7 +63,7 @@ def _metric(deployment: str, query: str) -> dict[str, str]:
         "inference_portal_tier": "a100-80g" if deployment == "busy" else "l4",
         "deployment": deployment,
     }
-    if _failures(query) and "/" not in query:
+    if KINDS.get(query) == "error_rate":
         metric["err"] = "overloaded"
     return metric
 
@@ -69,6 +75,8 @@ def canned_prometheus(
     scripted: dict[str, Any],  # noqa: F811 - fixture: it makes the "busy" deployment
 ) -> None:
     names = ["busy", world.objects["deployment_a"].name]
+    KINDS.clear()
+    KINDS.update(_kinds(world.tenant_a.namespace))
     # The page shows deployments that exist, in the colours that are live: both serve blue.
     Deployment.objects.filter(tenant=world.tenant_a, name__in=names).update(active_colour="blue")
 

@@ -16,6 +16,7 @@ import pytest
 from django.urls import reverse
 from prometheus_api_client import PrometheusConnect
 
+from engines import ENGINES
 from tenants.models import Tenant, TenantQuota
 from tests.fixtures.cluster import wait_for
 from tests.gateway.conftest import (  # noqa: F401 - fixture re-exports
@@ -69,11 +70,13 @@ def _observed(response: Any) -> str:
     )
 
 
+@pytest.mark.parametrize("engine", list(ENGINES))
 def test_gateway_usage_against_limits_shows_real_gateway_traffic(
     served: Served,  # noqa: F811 - the imported fixture
     gateways: Gateways,  # noqa: F811
     cluster: Any,
     settings: Any,
+    engine: str,
 ) -> None:
     settings.PROMETHEUS_URL = cluster.prometheus_url
     tenant = served.fleet.tenant

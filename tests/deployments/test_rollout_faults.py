@@ -13,19 +13,40 @@ from deployments import services
 from deployments.admission import AdmissionRefused
 from deployments.choices import RolloutState as S
 from deployments.models import Deployment, Rollout
+from deployments.rendering import active_service_name, colour_name, preview_service_name
+from deployments.rendering.specs import ServingSpec
 from deployments.rollout import ready_endpoint_ips
+from deployments.specs import serving_spec
+from engines import ENGINES
 from portal.errors import Conflict
 from tenants import services as tenant_services
 from tenants.audit import Actor
-from tests.deployments.conftest import Fleet
 from tests.fixtures.cluster import wait_for
+from tests.fixtures.fleet import Fleet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.worker, pytest.mark.slow]
 FAULTS = "sim.inference.portal/faults"
 
 
+def spec_of(fleet: Fleet, name: str = "chat") -> ServingSpec:
+    """A spec of the deployment (object names depend on its name only)."""
+    deployment = Deployment.objects.get(tenant=fleet.tenant, name=name)
+    return serving_spec(deployment.revisions.order_by("-number").first())  # type: ignore[arg-type]
+
+
+def service_of(fleet: Fleet, name: str = "chat") -> str:
+    """The Service selecting the active colour, named as the renderer names it."""
+    return active_service_name(spec_of(fleet, name))
+
+
+def colour_deployment(fleet: Fleet, colour: str, name: str = "chat") -> str:
+    return colour_name(spec_of(fleet, name), colour)  # type: ignore[arg-type]
+
+
 def active_colour(fleet: Fleet, name: str = "chat") -> str:
-    service = fleet.k8s.core.read_namespaced_service(f"tgi-{name}", fleet.tenant.namespace)
+    service = fleet.k8s.core.read_namespaced_service(
+        service_of(fleet, name), fleet.tenant.namespace
+    )
     return str(service.spec.selector["inference.portal/colour"])
 
 
@@ -42,10 +63,11 @@ def serving_first(fleet: Fleet, **promotion: Any) -> tuple[Deployment, list[str]
     )
     fleet.wait_state(rollout, S.COMPLETED)
     deployment.refresh_from_db()
-    return deployment, ready_endpoint_ips(fleet.tenant.namespace, "tgi-chat")
+    return deployment, ready_endpoint_ips(fleet.tenant.namespace, service_of(fleet))
 
 
-def test_crash_looping_new_side_never_gets_traffic(fleet: Fleet) -> None:
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_crash_looping_new_side_never_gets_traffic(fleet: Fleet, engine: str) -> None:
     deployment, blue_ips = serving_first(fleet)
     _, rollout, _ = services.change_deployment(
         fleet.actor,
@@ -62,11 +84,14 @@ def test_crash_looping_new_side_never_gets_traffic(fleet: Fleet) -> None:
 
     wait_for(failed, 120, describe=lambda: f"{rollout.state}: {list(rollout.events.all())}")
     assert seen_colours == {"blue"}
-    assert "keeps crashing (CrashLoopBackOff" in rollout.failure_reason
-    assert "logs" in rollout.remedy
-    assert ready_endpoint_ips(fleet.tenant.namespace, "tgi-chat") == blue_ips
+    # Named by the engine: the crash loop once it repeats, or the engine's own fatal log line
+    # (SGLang's launcher kills itself after "Scheduler hit an exception").
+    assert ENGINES[engine].label in rollout.failure_reason
+    assert "out of memory" not in rollout.failure_reason
+    assert "log" in rollout.remedy
+    assert ready_endpoint_ips(fleet.tenant.namespace, service_of(fleet)) == blue_ips
     wait_for(
-        lambda: deployments_of(fleet) == ["tgi-chat-blue"],
+        lambda: deployments_of(fleet) == [colour_deployment(fleet, "blue")],
         30,
         describe=lambda: deployments_of(fleet),
     )
@@ -74,7 +99,19 @@ def test_crash_looping_new_side_never_gets_traffic(fleet: Fleet) -> None:
     assert deployment.active_colour == "blue"
 
 
-def test_oom_new_side_fails_with_the_remedy(fleet: Fleet) -> None:
+# What each real engine does when CUDA runs out of memory while starting: its process's exit
+# status (SGLang's launcher SIGKILLs its own tree: 137 without the kubelet's OOMKilled) and the
+# remedy's opening words.
+GPU_OOM_EXIT = {"tgi": 1, "vllm": 1, "sglang": 137}
+OOM_REMEDY = {
+    "tgi": "lower max input tokens or quantize",
+    "vllm": "lower max total tokens",
+    "sglang": "lower max total tokens",
+}
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_oom_new_side_fails_with_the_remedy(fleet: Fleet, engine: str) -> None:
     deployment, _ = serving_first(fleet)
     _, rollout, _ = services.change_deployment(
         fleet.actor,
@@ -83,13 +120,18 @@ def test_oom_new_side_fails_with_the_remedy(fleet: Fleet) -> None:
         pod_annotations={FAULTS: "oom"},
     )
     rollout = fleet.wait_state(rollout, S.FAILED)
-    # Real TGI exits 1 after a CUDA OOM at warm-up: the cause is only in the log.
+    # A CUDA OOM at warm-up is not a kernel OOM kill: the cause is only in the engine's log.
+    label = ENGINES[engine].label
+    assert f"exited with code {GPU_OOM_EXIT[engine]}" in rollout.failure_reason
+    assert rollout.failure_reason.startswith(f"{label} in pod ")
     assert "ran out of GPU memory" in rollout.failure_reason
-    assert "lower max input tokens" in rollout.remedy
+    assert "OOMKilled" not in rollout.failure_reason
+    assert rollout.remedy.startswith(OOM_REMEDY[engine]) and "quantize" in rollout.remedy
     assert active_colour(fleet) == "blue"
 
 
-def test_abort_before_promotion_leaves_the_old_side_serving(fleet: Fleet) -> None:
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_abort_before_promotion_leaves_the_old_side_serving(fleet: Fleet, engine: str) -> None:
     deployment, blue_ips = serving_first(fleet)
     _, rollout, _ = services.change_deployment(
         fleet.actor,
@@ -102,9 +144,9 @@ def test_abort_before_promotion_leaves_the_old_side_serving(fleet: Fleet) -> Non
     services.abort(fleet.actor, deployment)
     fleet.wait_state(rollout, S.ABORTED, timeout=30)
     assert active_colour(fleet) == "blue"
-    assert ready_endpoint_ips(fleet.tenant.namespace, "tgi-chat") == blue_ips
+    assert ready_endpoint_ips(fleet.tenant.namespace, service_of(fleet)) == blue_ips
     wait_for(
-        lambda: deployments_of(fleet) == ["tgi-chat-blue"],
+        lambda: deployments_of(fleet) == [colour_deployment(fleet, "blue")],
         30,
         describe=lambda: deployments_of(fleet),
     )
@@ -294,7 +336,10 @@ def test_worker_killed_in_every_step_and_the_reconciler_finishes(fleet: Fleet) -
         assert len(completed) == 1, f"killed in {state}: {completed}"
         assert active_colour(fleet) == rollout.colour
         objects = objects_of(fleet)
-        assert objects["deployments"] == [f"tgi-chat-{rollout.colour}"], (state, objects)
+        assert objects["deployments"] == [colour_deployment(fleet, rollout.colour)], (
+            state,
+            objects,
+        )
         if baseline is None:
             baseline = {k: v for k, v in objects.items() if k != "deployments"}
         assert {k: v for k, v in objects.items() if k != "deployments"} == baseline, (
@@ -302,5 +347,6 @@ def test_worker_killed_in_every_step_and_the_reconciler_finishes(fleet: Fleet) -
             objects,
         )
     assert baseline is not None
-    assert baseline["services"] == ["tgi-chat", "tgi-chat-preview"]
+    spec = spec_of(fleet)
+    assert baseline["services"] == sorted([active_service_name(spec), preview_service_name(spec)])
     assert len(baseline["configmaps"]) == 1 and len(baseline["pvcs"]) == 1

@@ -21,13 +21,11 @@ from deployments.choices import STEP_ORDER
 from deployments.choices import RolloutState as S
 from deployments.models import Rollout
 from deployments.rendering.constants import LABEL_MANAGED_BY, MANAGED_BY
-from tests.deployments import conftest as deployments_fixtures
-from tests.deployments.conftest import Fleet
 from tests.fixtures.cluster import wait_for
+from tests.fixtures.fleet import Fleet
 from tests.gateway import conftest as gateway_fixtures
 
-# Fixtures of the rollout and gateway suites, used here too.
-fleet = deployments_fixtures.fleet
+# The gateway suite's fixture, used here too.
 gateways = gateway_fixtures.gateways
 
 PORTAL_OBJECTS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"

@@ -21,9 +21,11 @@ import redis
 from django.conf import settings
 
 from deployments.models import Deployment
+from deployments.rendering.constants import LABEL_DEPLOYMENT
+from engines import InferenceEngine, get_engine
 from tenants import services as tenant_services
 from tenants.audit import Actor
-from tests.deployments.conftest import Fleet, engine, fleet  # noqa: F401 - fixture re-export
+from tests.fixtures.fleet import Fleet
 from tests.fixtures.worker import _test_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,9 +155,40 @@ class Served:
         admin = Actor(self.fleet.world.users["admin"], "cli")
         tenant_services.update_quota(admin, self.fleet.tenant, changes)
 
+    @property
+    def engine(self) -> InferenceEngine:
+        """The engine serving the deployment's active revision (its metric names, port…)."""
+        revision = self.deployment.active_revision
+        assert revision is not None
+        return get_engine(revision.engine)
+
+    def pod_addresses(self) -> list[str]:
+        """``ip:port`` of the deployment's running pods, in a stable order."""
+        pods = self.fleet.k8s.core.list_namespaced_pod(
+            self.fleet.tenant.namespace,
+            label_selector=f"{LABEL_DEPLOYMENT}={self.deployment.name}",
+        ).items
+        return sorted(f"{p.status.pod_ip}:{self.engine.port}" for p in pods if p.status.pod_ip)
+
+    def pod_counters(self, name: str) -> list[float]:
+        """Each pod's own value of the engine's series ``name`` (summed over its labels)."""
+        return [
+            exposition_sum(httpx.get(f"http://{address}{self.engine.metrics_path}").text, name)
+            for address in self.pod_addresses()
+        ]
+
+
+def exposition_sum(exposition: str, name: str) -> float:
+    """The sum of the samples of ``name`` in a Prometheus text exposition."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
 
 @pytest.fixture
-def served(fleet: Fleet) -> Served:  # noqa: F811 - the re-exported fixture
+def served(fleet: Fleet) -> Served:
     deployment, rollout = fleet.deploy(
         "chat", max_total_tokens=2048, max_input_tokens=1024, replicas=2
     )

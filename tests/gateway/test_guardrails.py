@@ -1,5 +1,6 @@
 """Guardrails enforced by real gateway processes: rate limits shared across processes through
-Redis, output caps, input and payload limits, metering, and a promotion under load."""
+Redis, output caps, input and payload limits, metering, and a promotion under load. The main
+checks run once per engine (each counts input tokens its own way); variants on the default."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,8 +20,9 @@ from prometheus_api_client import PrometheusConnect
 
 from deployments import services as deployment_services
 from deployments.services import Promotion
-from tests.gateway.conftest import GatewayProcess, Gateways, Served
-from tests.gateway.test_gateway import _metric, _pod_addresses, client
+from engines import ENGINES
+from tests.gateway.conftest import GatewayProcess, Gateways, Served, exposition_sum
+from tests.gateway.test_gateway import client
 
 pytestmark = [pytest.mark.cluster, pytest.mark.worker, pytest.mark.slow]
 
@@ -79,19 +82,12 @@ def test_sixty_rpm_admits_exactly_sixty_across_two_gateways(
     assert _fire([(first, served.key)], _chat())[0].status_code == 200
 
 
-def test_tenant_rpm_is_shared_by_all_its_keys(served: Served, gateways: Gateways) -> None:
-    served.set_quota(requests_per_minute=30)
-    other = served.new_key()
-    first, second = gateways.start(), gateways.start()
-    responses = _fire([(first, served.key), (second, other)] * 20, _chat())
-    statuses = Counter(r.status_code for r in responses)
-    assert statuses == {200: 30, 429: 10}, statuses
-    refused = next(r for r in responses if r.status_code == 429)
-    assert "tenant's requests per minute" in refused.json()["error"]["message"]
-    assert refused.headers["x-ratelimit-limit-requests"] == "30"
-
-
-def test_tokens_per_minute_hold_across_two_gateways(served: Served, gateways: Gateways) -> None:
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_tokens_and_tenant_rpm_hold_across_two_gateways(
+    served: Served, gateways: Gateways, tmp_path: Path
+) -> None:
+    """A key's TPM (settled with the usage each engine reports) and the tenant's RPM (shared by
+    all its keys) hold across two gateway processes, whichever engine serves."""
     limit = 1200
     key = served.new_key(tokens_per_minute=limit)
     first, second = gateways.start(), gateways.start()
@@ -118,6 +114,23 @@ def test_tokens_per_minute_hold_across_two_gateways(served: Served, gateways: Ga
     one_request = 40 + 64 + 200  # max_tokens + template allowance + body bytes (upper bound)
     assert used >= limit - one_request, used
 
+    # The tenant's RPM, counted afresh (another limiter prefix) by two new processes that load
+    # the lowered quota at start.
+    served.set_quota(requests_per_minute=30)
+    other = served.new_key()
+    (tmp_path / "rpm").mkdir()
+    fresh = Gateways(tmp_path / "rpm")
+    try:
+        third, fourth = fresh.start(), fresh.start()
+        responses = _fire([(third, served.key), (fourth, other)] * 20, _chat())
+    finally:
+        fresh.stop_all()
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 30, 429: 10}, statuses
+    refused_rpm = next(r for r in responses if r.status_code == 429)
+    assert "tenant's requests per minute" in refused_rpm.json()["error"]["message"]
+    assert refused_rpm.headers["x-ratelimit-limit-requests"] == "30"
+
 
 def test_a_request_larger_than_the_tpm_limit_is_refused_without_retry_after(
     served: Served, gateways: Gateways
@@ -130,54 +143,13 @@ def test_a_request_larger_than_the_tpm_limit_is_refused_without_retry_after(
     assert "retry-after" not in response.headers
 
 
-def test_output_caps(served: Served, gateways: Gateways) -> None:
-    gateway = gateways.start()
-    openai_client = client(gateway.url, served.key)
-
-    # The deployment allows 2048 tokens in total: 5000 is clamped to what the input leaves.
-    raw = openai_client.chat.completions.with_raw_response.create(
-        model="chat", messages=[{"role": "user", "content": "hello"}], max_tokens=5000
-    )
-    answer = raw.parse()
-    assert answer.usage is not None
-    assert raw.headers["x-gateway-max-tokens-clamped-from"] == "5000"
-    assert int(raw.headers["x-gateway-max-tokens"]) == 2048 - answer.usage.prompt_tokens
-
-    served.set_quota(require_max_tokens=True, max_output_tokens=6)
-    with_cap: dict[str, Any] = {}
-
-    def refused_without_max_tokens() -> bool:
-        try:
-            openai_client.chat.completions.create(
-                model="chat", messages=[{"role": "user", "content": "x"}]
-            )
-        except openai.BadRequestError as error:
-            with_cap["error"] = error
-            return True
-        return False
-
-    _eventually(refused_without_max_tokens)
-    error = with_cap["error"]
-    assert error.code == "max_tokens_required"
-    assert error.param == "max_tokens"
-    assert "requires 'max_tokens'" in error.message
-    capped = openai_client.chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "hello"}], max_tokens=50
-    )
-    assert capped.usage is not None and capped.usage.completion_tokens == 6
-    # max_completion_tokens (OpenAI's newer name) counts as max_tokens.
-    newer = openai_client.chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "hello"}], max_completion_tokens=3
-    )
-    assert newer.usage is not None and newer.usage.completion_tokens == 3
-
-
-def test_input_over_max_input_is_refused_before_tgi(served: Served, gateways: Gateways) -> None:
-    gateway = gateways.start()
-    failures_before = sum(
-        _metric(httpx.get(f"http://{a}/metrics").text, "tgi_request_failure")
-        for a in _pod_addresses(served)
-    )
+def _check_input_over_max_input_is_refused_before_the_engine(
+    served: Served, gateway: GatewayProcess
+) -> None:
+    """Counted exactly with the pod's own tokenizer (the engine's tokenize route), refused by the
+    gateway: the engine never processes the prompt."""
+    processed = served.engine.metrics.input_tokens_counter
+    before = sum(served.pod_counters(processed))
     with pytest.raises(openai.BadRequestError) as refused:
         client(gateway.url, served.key).chat.completions.create(
             model="chat",
@@ -186,64 +158,30 @@ def test_input_over_max_input_is_refused_before_tgi(served: Served, gateways: Ga
         )
     assert refused.value.code == "context_length_exceeded"
     assert refused.value.param == "messages"
-    assert "at most 1024 input tokens" in refused.value.message
-    failures_after = sum(
-        _metric(httpx.get(f"http://{a}/metrics").text, "tgi_request_failure")
-        for a in _pod_addresses(served)
-    )
-    assert failures_after == failures_before  # TGI never saw a request to refuse
+    assert "at most 1024 input tokens" in refused.value.message  # the gateway's words
     # Just under the limit passes (the exact count comes from the pod's tokenizer).
     ok = client(gateway.url, served.key).chat.completions.create(
         model="chat", messages=[{"role": "user", "content": "word " * 900}], max_tokens=10
     )
-    assert ok.usage is not None and ok.usage.prompt_tokens <= 1024
+    assert ok.usage is not None and 900 <= ok.usage.prompt_tokens <= 1024
+    # The engine processed the second prompt only.
+    _eventually(lambda: sum(served.pod_counters(processed)) > before)
+    assert sum(served.pod_counters(processed)) - before == ok.usage.prompt_tokens
 
 
-def test_payload_limit(served: Served, gateways: Gateways) -> None:
-    gateway = gateways.start()
-    served.set_quota(max_request_bytes=2048)
-
-    def too_large() -> bool:
-        response = httpx.post(
-            f"{gateway.url}/v1/chat/completions",
-            headers={"Authorization": f"Bearer {served.key}"},
-            json=_chat(1, "x" * 3000),
-        )
-        return (
-            response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
-        )
-
-    _eventually(too_large)
-    bad_json = httpx.post(
-        f"{gateway.url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {served.key}", "content-type": "application/json"},
-        content=b"{not json",
-    )
-    assert bad_json.status_code == 400
-    assert bad_json.json()["error"]["code"] == "invalid_json"
-
-
-def test_redis_unreachable_fails_open_and_is_counted(
-    served: Served, gateways: Gateways, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The documented choice: serve without rate limits (TGI still bounds its own queue) and
-    count the degraded decisions, rather than take every tenant's inference down."""
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9/0")  # nothing listens there
-    monkeypatch.setattr("django.conf.settings.REDIS_URL", "redis://127.0.0.1:9/0")
-    key_limited_to_one = served.new_key(requests_per_minute=1)
-    gateway = gateways.start()
-    _eventually(lambda: _fire([(gateway, key_limited_to_one)], _chat())[0].status_code == 200, 8)
-    statuses = Counter(r.status_code for r in _fire([(gateway, key_limited_to_one)] * 5, _chat()))
-    assert statuses == {200: 5}
-    assert (
-        _metric(httpx.get(f"{gateway.url}/metrics").text, "gateway_rate_limiter_degraded_total")
-        >= 5
-    )
-
-
-def test_usage_is_metered_in_prometheus(served: Served, gateways: Gateways) -> None:
-    key = served.new_key(name="metered")
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_metering_input_limit_and_output_caps(served: Served, gateways: Gateways) -> None:
+    """The per-request guardrails in front of each engine, on one rollout per engine (in this
+    order: metering counts the gateway's traffic exactly, the caps change the tenant's quota)."""
     gateway = gateways.start(scraped=True)
+    _check_usage_is_metered_in_prometheus(served, gateway)
+    _check_input_over_max_input_is_refused_before_the_engine(served, gateway)
+    _check_output_caps(served, gateway)
+
+
+def _check_usage_is_metered_in_prometheus(served: Served, gateway: GatewayProcess) -> None:
+    """Requests, tokens and errors of a key reach Prometheus and the tenant's gateway page."""
+    key = served.new_key(name="metered")
     prefix = key.split("_")[1]
     prometheus = PrometheusConnect("http://127.0.0.1:59090")
     # Let Prometheus see the (primed, zero) series first, as it would in steady operation.
@@ -300,6 +238,96 @@ def test_usage_is_metered_in_prometheus(served: Served, gateways: Gateways) -> N
     )
     assert requests_shown == 3, row
     assert abs(tokens_shown - (prompt + completion)) <= 0.15 * (prompt + completion), row
+
+
+def _check_output_caps(served: Served, gateway: GatewayProcess) -> None:
+    """max_tokens clamped to what the input leaves, then the tenant's caps (changes the quota)."""
+    openai_client = client(gateway.url, served.key)
+
+    # The deployment allows 2048 tokens in total: 5000 is clamped to what the input leaves.
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="chat", messages=[{"role": "user", "content": "hello"}], max_tokens=5000
+    )
+    answer = raw.parse()
+    assert answer.usage is not None
+    assert raw.headers["x-gateway-max-tokens-clamped-from"] == "5000"
+    clamped, room = int(raw.headers["x-gateway-max-tokens"]), 2048 - answer.usage.prompt_tokens
+    if served.engine.tokenize_chat({"messages": []}) is not None:
+        assert clamped == room  # counted with the chat template, exactly
+    else:  # an upper bound of the template's tokens is left free as well
+        assert room - 200 < clamped <= room
+
+    served.set_quota(require_max_tokens=True, max_output_tokens=6)
+    with_cap: dict[str, Any] = {}
+
+    def refused_without_max_tokens() -> bool:
+        try:
+            openai_client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "x"}]
+            )
+        except openai.BadRequestError as error:
+            with_cap["error"] = error
+            return True
+        return False
+
+    _eventually(refused_without_max_tokens)
+    error = with_cap["error"]
+    assert error.code == "max_tokens_required"
+    assert error.param == "max_tokens"
+    assert "requires 'max_tokens'" in error.message
+    capped = openai_client.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "hello"}], max_tokens=50
+    )
+    assert capped.usage is not None and capped.usage.completion_tokens == 6
+    # max_completion_tokens (OpenAI's newer name) counts as max_tokens.
+    newer = openai_client.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "hello"}], max_completion_tokens=3
+    )
+    assert newer.usage is not None and newer.usage.completion_tokens == 3
+
+
+def test_payload_limit(served: Served, gateways: Gateways) -> None:
+    gateway = gateways.start()
+    served.set_quota(max_request_bytes=2048)
+
+    def too_large() -> bool:
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {served.key}"},
+            json=_chat(1, "x" * 3000),
+        )
+        return (
+            response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+        )
+
+    _eventually(too_large)
+    bad_json = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {served.key}", "content-type": "application/json"},
+        content=b"{not json",
+    )
+    assert bad_json.status_code == 400
+    assert bad_json.json()["error"]["code"] == "invalid_json"
+
+
+def test_redis_unreachable_fails_open_and_is_counted(
+    served: Served, gateways: Gateways, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented choice: serve without rate limits (the engine still bounds its own queue) and
+    count the degraded decisions, rather than take every tenant's inference down."""
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9/0")  # nothing listens there
+    monkeypatch.setattr("django.conf.settings.REDIS_URL", "redis://127.0.0.1:9/0")
+    key_limited_to_one = served.new_key(requests_per_minute=1)
+    gateway = gateways.start()
+    _eventually(lambda: _fire([(gateway, key_limited_to_one)], _chat())[0].status_code == 200, 8)
+    statuses = Counter(r.status_code for r in _fire([(gateway, key_limited_to_one)] * 5, _chat()))
+    assert statuses == {200: 5}
+    assert (
+        exposition_sum(
+            httpx.get(f"{gateway.url}/metrics").text, "gateway_rate_limiter_degraded_total"
+        )
+        >= 5
+    )
 
 
 def test_promotion_under_steady_load_fails_no_request(served: Served, gateways: Gateways) -> None:
