@@ -13,8 +13,8 @@ from deployments.choices import ACTIVE_STATES
 from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
 from deployments.rendering import ServingSpec
 from deployments.rendering.specs import check_pod_annotations
+from deployments.serving_fields import SERVING_DEFAULTS
 from deployments.specs import serving_spec
-from engines import DEFAULT_ENGINE
 from engines.errors import SpecError
 from models_registry import fit
 from models_registry import services as registry
@@ -33,19 +33,20 @@ class ServingRequest:
 
     model: RegisteredModel
     tier: Tier
-    engine: str = DEFAULT_ENGINE
-    quantize: str = ""
-    dtype: str = ""
-    kv_cache_dtype: str = ""
-    max_input_tokens: int | None = None
-    max_total_tokens: int | None = None
-    max_batch_prefill_tokens: int | None = None
-    max_concurrent_requests: int = 128
-    replicas: int = 1
-    min_replicas: int | None = None
-    max_replicas: int | None = None
-    autoscaling: bool = False
-    queue_size_target: int = 4
+    # Defaults are the serving schema's (deployments.serving_fields).
+    engine: str = SERVING_DEFAULTS["engine"]
+    quantize: str = SERVING_DEFAULTS["quantize"]
+    dtype: str = SERVING_DEFAULTS["dtype"]
+    kv_cache_dtype: str = SERVING_DEFAULTS["kv_cache_dtype"]
+    max_input_tokens: int | None = SERVING_DEFAULTS["max_input_tokens"]
+    max_total_tokens: int | None = SERVING_DEFAULTS["max_total_tokens"]
+    max_batch_prefill_tokens: int | None = SERVING_DEFAULTS["max_batch_prefill_tokens"]
+    max_concurrent_requests: int = SERVING_DEFAULTS["max_concurrent_requests"]
+    replicas: int = SERVING_DEFAULTS["replicas"]
+    min_replicas: int | None = SERVING_DEFAULTS["min_replicas"]
+    max_replicas: int | None = SERVING_DEFAULTS["max_replicas"]
+    autoscaling: bool = SERVING_DEFAULTS["autoscaling"]
+    queue_size_target: int = SERVING_DEFAULTS["queue_size_target"]
     pod_annotations: dict[str, str] = field(default_factory=dict)
 
     def resolved(self) -> dict[str, Any]:

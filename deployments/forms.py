@@ -12,8 +12,8 @@ from django.forms.utils import pretty_name
 from deployments.admission import ServingRequest
 from deployments.choices import PromotionMode
 from deployments.models import Deployment, DeploymentRevision, Tier
-from deployments.serializers import DTYPE_CHOICES, KV_CACHE_DTYPE_CHOICES, SERVING_FIELDS
 from deployments.services import Promotion
+from deployments.serving_fields import SERVING_FIELDS, SERVING_SCHEMA, ServingField
 from engines import DEFAULT_ENGINE, engine_choices
 from models_registry import fit
 from models_registry.models import RegisteredModel
@@ -22,8 +22,32 @@ from tenants.models import Tenant
 NUMBER = forms.NumberInput(attrs={"inputmode": "numeric"})
 
 
+QUANTIZE_FIELD = next(f for f in SERVING_SCHEMA if f.name == "quantize")
+
+
 def quantize_label(value: str | None) -> str:
-    return value or "none (as stored)"
+    return value or QUANTIZE_FIELD.blank_label
+
+
+def form_field(field: ServingField) -> forms.Field:
+    """The UI's input for a serving field; optional ones may be left empty."""
+    common: dict[str, Any] = {"label": field.label or None, "help_text": field.help_text}
+    if field.kind == "choice":
+        assert field.choices is not None
+        blank = [("", field.blank_label)] if field.allows_blank else []
+        return forms.ChoiceField(
+            choices=[*blank, *field.choices()], required=False, initial=field.default, **common
+        )
+    if field.kind == "boolean":
+        return forms.BooleanField(required=False, **common)
+    return forms.IntegerField(
+        min_value=field.min_value,
+        max_value=field.max_value,
+        required=not field.optional,
+        initial=field.default,
+        widget=NUMBER,
+        **common,
+    )
 
 
 class ServingForm(forms.Form):
@@ -39,41 +63,15 @@ class ServingForm(forms.Form):
         empty_label=None,
         widget=forms.RadioSelect,
     )
-    engine = forms.ChoiceField(
-        choices=engine_choices(),
-        initial=DEFAULT_ENGINE,
-        required=False,
-        label="Engine",
-        help_text="The inference server; the tier decides which it offers and their images.",
-    )
-    quantize = forms.ChoiceField(choices=[("", quantize_label(None))], required=False)
-    dtype = forms.ChoiceField(
-        choices=[("", "auto"), *((d, d) for d in DTYPE_CHOICES)], required=False
-    )
-    kv_cache_dtype = forms.ChoiceField(
-        choices=[("", "same as dtype"), *((d, d) for d in KV_CACHE_DTYPE_CHOICES)],
-        required=False,
-        label="KV cache dtype",
-    )
-    max_input_tokens = forms.IntegerField(min_value=1, required=False, widget=NUMBER)
-    max_total_tokens = forms.IntegerField(min_value=2, required=False, widget=NUMBER)
-    max_batch_prefill_tokens = forms.IntegerField(
-        min_value=1, required=False, widget=NUMBER, label="Max batch prefill tokens"
-    )
-    max_concurrent_requests = forms.IntegerField(
-        min_value=1, max_value=100_000, initial=128, widget=NUMBER
-    )
-    replicas = forms.IntegerField(min_value=1, max_value=1000, initial=1, widget=NUMBER)
-    autoscaling = forms.BooleanField(required=False, label="Autoscale on queue size")
-    min_replicas = forms.IntegerField(min_value=1, required=False, widget=NUMBER)
-    max_replicas = forms.IntegerField(min_value=1, required=False, widget=NUMBER)
-    queue_size_target = forms.IntegerField(min_value=1, max_value=10_000, initial=4, widget=NUMBER)
     promotion = forms.ChoiceField(
         choices=PromotionMode.choices, initial=PromotionMode.AUTOMATIC, label="Promotion"
     )
     promote_after_seconds = forms.IntegerField(
         min_value=0, max_value=86_400, initial=0, required=False, widget=NUMBER
     )
+
+    # The serving schema's fields go between the tier and the promotion: see
+    # _declare_serving_fields below.
 
     def _offer_engines(self) -> None:
         """The engines the selected tier offers (all of them until a tier is chosen)."""
@@ -133,6 +131,18 @@ class ServingForm(forms.Form):
             mode=self.cleaned_data["promotion"],
             after_seconds=self.cleaned_data["promote_after_seconds"] or 0,
         )
+
+
+def _declare_serving_fields(form: type[ServingForm]) -> None:
+    """Put the schema's fields after the tier, before the promotion, in the form's declared
+    fields (which subclasses inherit): the metaclass has run, so this is where they go in."""
+    declared = dict(form.declared_fields)
+    tier = declared.pop("tier")
+    fields = {f.name: form_field(f) for f in SERVING_SCHEMA}
+    form.declared_fields = form.base_fields = {"tier": tier, **fields, **declared}
+
+
+_declare_serving_fields(ServingForm)
 
 
 class DeploymentForm(ServingForm):

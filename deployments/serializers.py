@@ -18,30 +18,9 @@ from deployments.capacity import PoolCapacity
 from deployments.choices import STEP_ORDER, TERMINAL_STATES, PromotionMode, RolloutState
 from deployments.models import Deployment, DeploymentRevision, Rollout, RolloutEvent, Tier
 from deployments.services import Promotion
-from engines import DEFAULT_ENGINE, engine_choices
+from deployments.serving_fields import SERVING_FIELDS, SERVING_SCHEMA, ServingField
 from models_registry.models import RegisteredModel
-from models_registry.serializers import QUANTIZE_CHOICES
 from portal.fields import SlugRelatedField
-
-DTYPE_CHOICES = ["float16", "bfloat16"]
-KV_CACHE_DTYPE_CHOICES = ["fp8_e4m3fn", "fp8_e5m2"]
-# The serving fields a revision carries, in the order the API and the wizard show them.
-SERVING_FIELDS = (
-    "engine",
-    "quantize",
-    "dtype",
-    "kv_cache_dtype",
-    "max_input_tokens",
-    "max_total_tokens",
-    "max_batch_prefill_tokens",
-    "max_concurrent_requests",
-    "replicas",
-    "min_replicas",
-    "max_replicas",
-    "autoscaling",
-    "queue_size_target",
-)
-
 
 # --- read: tiers and node pools ------------------------------------------------------------
 
@@ -352,6 +331,27 @@ class PromotionSerializer(serializers.Serializer):
         return Promotion(**(data or {}))
 
 
+def api_field(field: ServingField) -> serializers.Field:
+    """The API's field for a serving field: optional ones accept null and stay unset."""
+    presence: dict[str, Any] = (
+        {"required": False, "allow_null": True} if field.optional else {"default": field.default}
+    )
+    if field.help_text:
+        presence["help_text"] = field.help_text
+    if field.kind == "choice":
+        assert field.choices is not None
+        return serializers.ChoiceField(
+            choices=list(field.choices()), allow_blank=field.allows_blank, **presence
+        )
+    if field.kind == "boolean":
+        return serializers.BooleanField(**presence)
+    if field.min_value is not None:
+        presence["min_value"] = field.min_value
+    if field.max_value is not None:
+        presence["max_value"] = field.max_value
+    return serializers.IntegerField(**presence)
+
+
 class ServingSerializer(serializers.Serializer):
     """The serving fields of a revision; the tenant's models only (context['tenant'])."""
 
@@ -359,27 +359,6 @@ class ServingSerializer(serializers.Serializer):
     tier: serializers.SlugRelatedField[Any] = SlugRelatedField(
         slug_field="slug", queryset=Tier.objects.all()
     )
-    engine = serializers.ChoiceField(
-        choices=engine_choices(),
-        default=DEFAULT_ENGINE,
-        help_text="The inference server; one the tier offers (see the tier's engine_images).",
-    )
-    quantize = serializers.ChoiceField(choices=QUANTIZE_CHOICES, allow_blank=True, default="")
-    dtype = serializers.ChoiceField(choices=DTYPE_CHOICES, allow_blank=True, default="")
-    kv_cache_dtype = serializers.ChoiceField(
-        choices=KV_CACHE_DTYPE_CHOICES, allow_blank=True, default=""
-    )
-    max_input_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    max_total_tokens = serializers.IntegerField(min_value=2, required=False, allow_null=True)
-    max_batch_prefill_tokens = serializers.IntegerField(
-        min_value=1, required=False, allow_null=True
-    )
-    max_concurrent_requests = serializers.IntegerField(min_value=1, max_value=100_000, default=128)
-    replicas = serializers.IntegerField(min_value=1, max_value=1000, default=1)
-    min_replicas = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    max_replicas = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    autoscaling = serializers.BooleanField(default=False)
-    queue_size_target = serializers.IntegerField(min_value=1, max_value=10_000, default=4)
     pod_annotations = serializers.DictField(
         child=serializers.CharField(allow_blank=True),
         required=False,
@@ -389,6 +368,12 @@ class ServingSerializer(serializers.Serializer):
         "(on PATCH: removes the previous revision's)",
     )
     promotion = PromotionSerializer(required=False)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        """The declared fields with the serving schema's after the model and the tier."""
+        declared = super().get_fields()
+        head = {name: declared.pop(name) for name in ("model", "tier")}
+        return {**head, **{f.name: api_field(f) for f in SERVING_SCHEMA}, **declared}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

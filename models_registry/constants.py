@@ -104,3 +104,7 @@ PRE_QUANTIZED_OPTIONS: dict[str, tuple[str, ...]] = {
     for engine in ENGINES.values()
     for method in engine.quantization.pre_quantized
 }
+# Every value any engine accepts as a quantization, for the fields that offer them.
+QUANTIZE_CHOICES: tuple[str, ...] = tuple(
+    sorted({*ON_THE_FLY_QUANTIZATION, *(q for qs in PRE_QUANTIZED_OPTIONS.values() for q in qs)})
+)

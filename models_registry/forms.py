@@ -2,7 +2,7 @@
 
 from django import forms
 
-from models_registry.serializers import QUANTIZE_CHOICES
+from models_registry.constants import QUANTIZE_CHOICES
 
 
 class RegisterForm(forms.Form):

@@ -8,12 +8,8 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from models_registry import services
-from models_registry.constants import ON_THE_FLY_QUANTIZATION, PRE_QUANTIZED_OPTIONS
+from models_registry.constants import QUANTIZE_CHOICES
 from models_registry.models import HubCredential, ModelRevision, RegisteredModel
-
-QUANTIZE_CHOICES = sorted(
-    {*ON_THE_FLY_QUANTIZATION, *(q for options in PRE_QUANTIZED_OPTIONS.values() for q in options)}
-)
 
 
 @extend_schema_serializer(component_name="ModelRevision")
