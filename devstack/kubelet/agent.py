@@ -335,11 +335,16 @@ class Kubelet:
     def _housekeeping(self) -> None:
         """Drop pod IPs in our namespaces that no live pod of ours owns any more."""
         with self._lock:
-            owned = {(w.node, w.pod_ip) for w in self.workers.values() if w.pod_ip}
             nodes = set(self.networks_ready)
         for node in nodes:
-            for ip in network.list_pod_ips(node):
-                if (node, ip) not in owned:
+            listed = network.list_pod_ips(node)
+            # An address is a pod's from allocate_ip (under this lock) until release_ip, which
+            # follows its removal. Deciding and removing under the lock means a pod allocated
+            # an address meanwhile cannot lose it (a snapshot of the workers' IPs taken before
+            # the listing once removed a new pod's address, which then failed to bind).
+            with self._lock:
+                allocated = set(self.allocated.get(node, set()))
+                for ip in listed - allocated:
                     with contextlib.suppress(network.NetworkError):
                         network.remove_pod_ip(node, ip)
 
