@@ -257,6 +257,7 @@ def deployment_page(deployment: Deployment) -> dict[str, Any]:
     )
     # The engine of the revision serving now (a switch shows the new engine once promoted).
     engine = getattr(revision, "engine", "") or DEFAULT_ENGINE
+    engine_label = ENGINES[engine].label if engine in ENGINES else engine
     panels = []
     for panel_name in CHART_PANELS:
         panel = metrics.PANELS_BY_NAME[panel_name]
@@ -291,9 +292,9 @@ def deployment_page(deployment: Deployment) -> dict[str, Any]:
         guardrails_not_reported=[
             (g.title, why)
             for g in guardrails.GUARDRAILS
-            if (why := g.not_reported.get(ENGINES[engine].label if engine in ENGINES else ""))
+            if (why := g.not_reported.get(engine_label))
         ],
-        engine_label=ENGINES[engine].label if engine in ENGINES else engine,
+        engine_label=engine_label,
         gpu_memory={c: v for (d, c), v in current["gpu_memory_used"].items() if d == name},
         alerts=[a for a in alerts if a.deployment == name],
         alerts_error=alerts_error,
