@@ -10,10 +10,15 @@ from django.db.models import QuerySet
 from django.forms.utils import pretty_name
 
 from deployments.admission import ServingRequest
-from deployments.choices import PromotionMode
 from deployments.models import Deployment, DeploymentRevision, Tier
 from deployments.services import Promotion
-from deployments.serving_fields import SERVING_FIELDS, SERVING_SCHEMA, ServingField
+from deployments.serving_fields import (
+    PROMOTION_DEFAULTS,
+    SERVING_FIELDS,
+    SERVING_SCHEMA,
+    ServingField,
+    promotion_field,
+)
 from engines import DEFAULT_ENGINE, engine_choices
 from models_registry import fit
 from models_registry.models import RegisteredModel
@@ -40,10 +45,12 @@ def form_field(field: ServingField) -> forms.Field:
         )
     if field.kind == "boolean":
         return forms.BooleanField(required=False, **common)
+    # Left empty, a field with a default takes it (ServingForm.clean); an optional one stays
+    # None for admission to fill in.
     return forms.IntegerField(
         min_value=field.min_value,
         max_value=field.max_value,
-        required=not field.optional,
+        required=False,
         initial=field.default,
         widget=NUMBER,
         **common,
@@ -63,12 +70,9 @@ class ServingForm(forms.Form):
         empty_label=None,
         widget=forms.RadioSelect,
     )
-    promotion = forms.ChoiceField(
-        choices=PromotionMode.choices, initial=PromotionMode.AUTOMATIC, label="Promotion"
-    )
-    promote_after_seconds = forms.IntegerField(
-        min_value=0, max_value=86_400, initial=0, required=False, widget=NUMBER
-    )
+    # The wizard offers the promotion schema's mode and delay (named as the templates know them).
+    promotion = form_field(promotion_field("mode"))
+    promote_after_seconds = form_field(promotion_field("after_seconds"))
 
     # The serving schema's fields go between the tier and the promotion: see
     # _declare_serving_fields below.
@@ -121,16 +125,25 @@ class ServingForm(forms.Form):
             model=model, tier=data["tier"], **{name: data[name] for name in SERVING_FIELDS}
         )
 
+    def clean(self) -> dict[str, Any]:
+        """Empty inputs take the schema's defaults, as the API's left-out fields do."""
+        data = super().clean() or {}
+        defaults = {f.name: f.default for f in SERVING_SCHEMA if f.default is not None}
+        defaults["promotion"] = PROMOTION_DEFAULTS["mode"]
+        defaults["promote_after_seconds"] = PROMOTION_DEFAULTS["after_seconds"]
+        for name, default in defaults.items():
+            if name in data and data[name] in (None, ""):
+                data[name] = default
+        return data
+
     def clean_engine(self) -> str:
         """Left out, the engine stays what the form started from (the registry's default)."""
         engine: str = self.cleaned_data.get("engine") or ""
         return engine or str(self.initial.get("engine") or DEFAULT_ENGINE)
 
     def promotion_choice(self) -> Promotion:
-        return Promotion(
-            mode=self.cleaned_data["promotion"],
-            after_seconds=self.cleaned_data["promote_after_seconds"] or 0,
-        )
+        data = self.cleaned_data
+        return Promotion(mode=data["promotion"], after_seconds=data["promote_after_seconds"])
 
 
 def _declare_serving_fields(form: type[ServingForm]) -> None:

@@ -137,9 +137,9 @@ class DeploymentRevision(models.Model):
     image = models.CharField(
         max_length=200, help_text="The engine image, resolved from the tier when admitted."
     )
-    quantize = models.CharField(max_length=32, blank=True)
-    dtype = models.CharField(max_length=16, blank=True)
-    kv_cache_dtype = models.CharField(max_length=16, blank=True)
+    quantize = models.CharField(max_length=32, blank=True, default="")
+    dtype = models.CharField(max_length=16, blank=True, default="")
+    kv_cache_dtype = models.CharField(max_length=16, blank=True, default="")
     max_input_tokens = models.PositiveIntegerField()
     max_total_tokens = models.PositiveIntegerField()
     max_batch_prefill_tokens = models.PositiveIntegerField()

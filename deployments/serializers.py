@@ -15,10 +15,15 @@ from rest_framework import serializers
 
 from deployments.admission import ServingRequest
 from deployments.capacity import PoolCapacity
-from deployments.choices import STEP_ORDER, TERMINAL_STATES, PromotionMode, RolloutState
+from deployments.choices import STEP_ORDER, TERMINAL_STATES, RolloutState
 from deployments.models import Deployment, DeploymentRevision, Rollout, RolloutEvent, Tier
 from deployments.services import Promotion
-from deployments.serving_fields import SERVING_FIELDS, SERVING_SCHEMA, ServingField
+from deployments.serving_fields import (
+    PROMOTION_SCHEMA,
+    SERVING_FIELDS,
+    SERVING_SCHEMA,
+    ServingField,
+)
 from models_registry.models import RegisteredModel
 from portal.fields import SlugRelatedField
 
@@ -317,14 +322,10 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
 
 class PromotionSerializer(serializers.Serializer):
-    mode = serializers.ChoiceField(choices=PromotionMode.choices, default=PromotionMode.AUTOMATIC)
-    after_seconds = serializers.IntegerField(min_value=0, max_value=86_400, default=0)
-    scale_down_delay_seconds = serializers.IntegerField(
-        min_value=0, max_value=86_400, required=False, allow_null=True, default=None
-    )
-    progress_deadline_seconds = serializers.IntegerField(
-        min_value=30, max_value=86_400, required=False, allow_null=True, default=None
-    )
+    """How the rollout goes live; its fields are the promotion schema's."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {f.name: api_field(f) for f in PROMOTION_SCHEMA}
 
     @staticmethod
     def build(data: dict[str, Any] | None) -> Promotion:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from deployments import rollout as engine
 from deployments.admission import Admission, ServingRequest, admit
-from deployments.choices import ACTIVE_STATES, PromotionMode, RolloutState
+from deployments.choices import ACTIVE_STATES, RolloutState
 from deployments.models import (
     Deployment,
     DeploymentRevision,
@@ -28,6 +28,7 @@ from deployments.models import (
 )
 from deployments.rendering import download_job_name, other_colour
 from deployments.rendering.meta import root_name
+from deployments.serving_fields import PROMOTION_DEFAULTS, PROMOTION_SCHEMA, out_of_range
 from deployments.specs import serving_spec, weights_pvc_name
 from gateway import sync as gateway_sync
 from portal import kube
@@ -117,10 +118,10 @@ def ensure_default_tiers() -> list[Tier]:
 
 @dataclass
 class Promotion:
-    mode: str = PromotionMode.AUTOMATIC
-    after_seconds: int = 0
-    scale_down_delay_seconds: int | None = None
-    progress_deadline_seconds: int | None = None
+    mode: str = PROMOTION_DEFAULTS["mode"]
+    after_seconds: int = PROMOTION_DEFAULTS["after_seconds"]
+    scale_down_delay_seconds: int | None = PROMOTION_DEFAULTS["scale_down_delay_seconds"]
+    progress_deadline_seconds: int | None = PROMOTION_DEFAULTS["progress_deadline_seconds"]
 
 
 def _validate_name(name: str) -> None:
@@ -133,13 +134,11 @@ def _validate_name(name: str) -> None:
 
 
 def _validate_promotion(promotion: Promotion) -> None:
-    if promotion.mode not in PromotionMode.values:
-        allowed = ", ".join(PromotionMode.values)
-        raise DomainError(
-            f"unknown promotion mode '{promotion.mode}' ({allowed})", field="promotion"
-        )
-    if not 0 <= promotion.after_seconds <= 86_400:
-        raise DomainError("must be between 0 and 86400 seconds", field="promotion.after_seconds")
+    """The promotion schema's bounds, for callers that bypass the API's and the form's fields."""
+    for field in PROMOTION_SCHEMA:
+        problem = out_of_range(field, getattr(promotion, field.name))
+        if problem:
+            raise DomainError(problem, field=f"promotion.{field.name}")
 
 
 def _new_revision(

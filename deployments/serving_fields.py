@@ -1,4 +1,4 @@
-"""The serving fields a user asks of a revision, stated once.
+"""The serving fields a user asks of a revision, and how its rollout is promoted, stated once.
 
 Each field's type, bounds, default, label and help live here; the API serializer, the UI forms,
 ``ServingRequest``'s defaults and the revision diff are derived from this list, so a field is
@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from deployments.choices import PromotionMode
 from engines import DEFAULT_ENGINE, engine_choices
 from models_registry.constants import QUANTIZE_CHOICES
 
@@ -90,3 +91,66 @@ SERVING_SCHEMA: tuple[ServingField, ...] = (
 # The serving fields a revision carries, in the order the API and the wizard show them.
 SERVING_FIELDS: tuple[str, ...] = tuple(f.name for f in SERVING_SCHEMA)
 SERVING_DEFAULTS: dict[str, Any] = {f.name: f.default for f in SERVING_SCHEMA}
+
+
+# How a rollout goes live (the API's ``promotion`` object; the wizard offers mode and delay).
+DAY_SECONDS = 86_400
+PROMOTION_SCHEMA: tuple[ServingField, ...] = (
+    ServingField(
+        "mode",
+        "choice",
+        default=PromotionMode.AUTOMATIC.value,
+        label="Promotion",
+        choices=lambda: list(PromotionMode.choices),
+    ),
+    ServingField(
+        "after_seconds",
+        "integer",
+        default=0,
+        label="Promote after seconds",
+        help_text="automatic mode: how long the new side runs beside the old one first",
+        min_value=0,
+        max_value=DAY_SECONDS,
+    ),
+    # Optional: None takes the portal's setting (ROLLOUT_SCALE_DOWN_DELAY_SECONDS, ...).
+    ServingField(
+        "scale_down_delay_seconds",
+        "integer",
+        help_text="how long the old side stays up after the switch, for a quick rollback",
+        min_value=0,
+        max_value=DAY_SECONDS,
+    ),
+    ServingField(
+        "progress_deadline_seconds",
+        "integer",
+        help_text="how long the new side may take to become available before the rollout fails",
+        min_value=30,
+        max_value=DAY_SECONDS,
+    ),
+)
+PROMOTION_FIELDS: tuple[str, ...] = tuple(f.name for f in PROMOTION_SCHEMA)
+PROMOTION_DEFAULTS: dict[str, Any] = {f.name: f.default for f in PROMOTION_SCHEMA}
+
+
+def promotion_field(name: str) -> ServingField:
+    return next(f for f in PROMOTION_SCHEMA if f.name == name)
+
+
+def out_of_range(field: ServingField, value: Any) -> str:
+    """Why ``value`` is not one ``field`` accepts ("" when it is)."""
+    if value is None:
+        return "" if field.optional else "is required"
+    if field.kind == "choice":
+        assert field.choices is not None
+        offered = [choice for choice, _ in field.choices()]
+        if value in offered or (value == "" and field.allows_blank):
+            return ""
+        return f"unknown value {value!r} (one of: {', '.join(offered)})"
+    if field.kind == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            return "must be a whole number"
+        if field.min_value is not None and value < field.min_value:
+            return f"must be at least {field.min_value}"
+        if field.max_value is not None and value > field.max_value:
+            return f"must be at most {field.max_value}"
+    return ""
