@@ -21,6 +21,20 @@ from deployments.models import Deployment, Rollout
 from engines import DEFAULT_ENGINE, ENGINES
 from tenants.models import Tenant, TenantQuota
 
+# The panels of the tenant page's table (its notes explain only what the table lacks).
+TABLE_PANELS = (
+    "request_rate",
+    "success_ratio",
+    "error_rate",
+    "queue_size",
+    "batch_size",
+    "request_p50",
+    "request_p95",
+    "request_p99",
+    "ttft_p95",
+    "generated_tokens_rate",
+    "ready_replicas",
+)
 SPARK_PANELS = ("request_rate", "queue_size", "ttft_p95", "generated_tokens_rate")
 CHART_PANELS = (
     "request_rate",
@@ -146,6 +160,15 @@ def tenant_page(tenant: Tenant) -> dict[str, Any]:
     tokens = sum(gateway["gateway_tokens_per_minute"].values())
     context.update(
         rows=rows,
+        # Each reason once under the table; the cells only say "not reported".
+        not_reported_notes=sorted(
+            {
+                why
+                for row in rows
+                for panel, why in row.not_reported.items()
+                if panel in TABLE_PANELS
+            }
+        ),
         totals=metrics.rollup(current),
         alerts=alerts,
         alerts_error=alerts_error,

@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from deployments import cost, services
 from deployments.choices import RolloutState
-from deployments.models import Rollout
+from deployments.models import Deployment, DeploymentRevision, Rollout
 from tests.browser.conftest import clip, keep, log_in
 from tests.deployments.test_api import a_rollout
 from tests.deployments.test_cost import scripted  # noqa: F401 - fixture
@@ -190,3 +190,69 @@ def test_every_main_page_fits_1300_px(
     wide.goto(site["metrics"])
     assert wide.locator("header.topbar").bounding_box()["width"] == WIDE["width"]
     keep(SCREENSHOTS / "wide-metrics.png", "wide-metrics.png")
+
+
+def _serve_with(deployment: Any, engine: str) -> None:
+    """The deployment serves blue from a revision of ``engine`` (written straight to the
+    database: the metrics pages read the engine of each live side from its revision)."""
+    model_revision = deployment.model.current_revision
+    revision = DeploymentRevision.objects.create(
+        deployment=deployment,
+        number=deployment.revisions.count() + 1,
+        model_revision=model_revision,
+        tier=deployment.tier,
+        engine=engine,
+        max_input_tokens=1024,
+        max_total_tokens=2048,
+        max_batch_prefill_tokens=1074,
+    )
+    Deployment.objects.filter(pk=deployment.pk).update(
+        active_revision=revision, active_colour="blue"
+    )
+    # A rollout still running on that side (the site's) rolls out the same engine.
+    DeploymentRevision.objects.filter(deployment=deployment).update(engine=engine)
+
+
+@pytest.mark.parametrize("width", ["phone", "wide"])
+def test_cells_an_engine_cannot_fill_say_why_at_both_widths(
+    live_server: Any,
+    site: dict[str, str],
+    request: pytest.FixtureRequest,
+    world: World,
+    scripted: dict[str, Any],  # noqa: F811 - fixture
+    width: str,
+) -> None:
+    """vLLM and SGLang do not count refused requests; SGLang has no prefill histogram: their
+    cells say so, instead of a 0 or a blank that reads as "no errors"."""
+    _serve_with(scripted["busy"], "sglang")
+    _serve_with(world.objects["deployment_a"], "vllm")
+    page = request.getfixturevalue(width)
+    log_in(page, live_server.url, "viewer_a")
+    page.goto(site["metrics"])
+    page.wait_for_selector("[data-testid=row][data-deployment=busy]")
+    notes = page.locator("[data-testid=not-reported-note]").all_inner_texts()
+    for name, label in (("busy", "SGLang"), (world.objects["deployment_a"].name, "vLLM")):
+        for panel in ("success_ratio", "error_rate"):
+            cell = page.locator(
+                f"[data-deployment='{name}'] [data-panel={panel}] [data-testid=not-reported]"
+            )
+            assert cell.inner_text() == "not reported"
+            why = cell.get_attribute("title")
+            assert f"not reported by {label}" in why
+            # The reason is spelled out once under the table (a phone shows no tooltips).
+            assert why[0].upper() + why[1:] + "." in notes
+    assert page.evaluate(OVERFLOW) <= 0
+    keep(shot(page, f"{width}-metrics-not-reported"), f"{width}-metrics-not-reported.png")
+
+    busy = {"tenant_slug": world.tenant_a.slug, "pk": scripted["busy"].pk}
+    page.goto(live_server.url + reverse("deployment-detail", kwargs=busy))
+    live = page.locator("[data-testid=deployment-live]")
+    live.wait_for()
+    reasons = live.locator("[data-testid=not-reported]").all_inner_texts()
+    assert any("no prefill-time histogram" in reason for reason in reasons), reasons
+    assert (
+        "not reported by SGLang"
+        in live.locator("[data-testid=guardrail-not-reported]").inner_text()
+    )
+    assert page.evaluate(OVERFLOW) <= 0
+    shot(page, f"{width}-deployment-not-reported")

@@ -249,7 +249,9 @@ def test_chat_traffic_shows_in_tenant_panels(
     assert cells["ttft_p95"].split()[0] != "—"
     for name, shown in (("success_ratio", "100.0%"), ("error_rate", "none")):
         why = metrics.not_reported(name, engine)
-        assert cells[name] == (escape(why) if why else shown), name
+        assert cells[name] == ("not reported" if why else shown), name
+        if why:  # the reason, once under the table
+            assert f'data-testid="not-reported-note">{escape(why[0].upper() + why[1:])}.<' in page
     assert '<svg class="sparkline"' in row
     detail = client.get(
         reverse("deployment-metrics", args=[fleet.tenant.slug, deployment.pk]),
