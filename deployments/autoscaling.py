@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployments.models import Deployment, DeploymentRevision
-from deployments.rendering import constants
-from deployments.rendering.meta import bounded_name
+from deployments.rendering.meta import workload_name
 from portal import kube
 from tenants.models import TenantQuota
 
@@ -80,7 +79,7 @@ class HpaState:
 
 
 def hpa_name(deployment: Deployment, colour: str) -> str:
-    return bounded_name(f"{constants.NAME_PREFIX}{deployment.name}", f"-{colour}")
+    return workload_name(deployment.name, colour)
 
 
 def _metric_value(metrics: list[dict[str, Any]] | None) -> str:

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from deployments.rendering.constants import GPU_RESOURCE, LABEL_GPU_PRODUCT, LABEL_POOL
 from portal import kube
-
-POOL_LABEL = "inference.portal/pool"
-GPU = "nvidia.com/gpu"
 
 
 @dataclass
@@ -30,7 +28,7 @@ class PoolCapacity:
 
 
 def _gpus(resources: dict[str, str] | None) -> int:
-    value = (resources or {}).get(GPU, "0")
+    value = (resources or {}).get(GPU_RESOURCE, "0")
     return int(value) if str(value).isdigit() else 0
 
 
@@ -38,7 +36,7 @@ def pool_capacity() -> dict[str, PoolCapacity]:
     """One list of nodes and one list of running pods, whatever the cluster's size."""
     try:
         core = kube.core()
-        nodes = core.list_node(label_selector=POOL_LABEL).items
+        nodes = core.list_node(label_selector=LABEL_POOL).items
         pods = core.list_pod_for_all_namespaces(
             field_selector="status.phase!=Succeeded,status.phase!=Failed"
         ).items
@@ -58,11 +56,11 @@ def pool_capacity() -> dict[str, PoolCapacity]:
         metadata, spec, status = node.metadata, node.spec, node.status
         assert metadata is not None and metadata.name is not None
         labels = metadata.labels or {}
-        pool = pools.setdefault(labels[POOL_LABEL], PoolCapacity(pool=labels[POOL_LABEL]))
+        pool = pools.setdefault(labels[LABEL_POOL], PoolCapacity(pool=labels[LABEL_POOL]))
         unschedulable = bool(spec and spec.unschedulable)
         allocatable = 0 if unschedulable or status is None else _gpus(status.allocatable)
         requested = requested_by_node.get(metadata.name, 0)
-        pool.gpu_product = labels.get("nvidia.com/gpu.product", pool.gpu_product)
+        pool.gpu_product = labels.get(LABEL_GPU_PRODUCT, pool.gpu_product)
         pool.nodes += 1
         pool.allocatable += allocatable
         pool.requested += requested

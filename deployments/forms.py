@@ -11,6 +11,7 @@ from django.forms.utils import pretty_name
 
 from deployments.admission import ServingRequest
 from deployments.models import Deployment, DeploymentRevision, Tier
+from deployments.rendering.meta import service_name
 from deployments.services import Promotion
 from deployments.serving_fields import (
     PROMOTION_DEFAULTS,
@@ -164,7 +165,7 @@ class DeploymentForm(ServingForm):
     name = forms.CharField(
         max_length=100,
         widget=forms.TextInput(attrs={"placeholder": "chat", "autocomplete": "off"}),
-        help_text="Lower-case letters, digits and '-'; the Service is tgi-<name>.",
+        help_text=f"Lower-case letters, digits and '-'; the Service is {service_name('<name>')}.",
     )
     model = forms.ModelChoiceField(queryset=RegisteredModel.objects.none(), empty_label="—")
     field_order = ["name", "model"]

@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from deployments.choices import ACTIVE_STATES, Colour, PromotionMode, RolloutState
+from deployments.rendering.constants import DEPLOYMENT_NAME_MAX
 from engines import DEFAULT_ENGINE, ENGINES, engine_choices
 from portal.tenancy import TenantOwnedModel
 from tenants.validators import validate_dns1123_label
@@ -90,8 +91,8 @@ class Tier(models.Model):
 class Deployment(TenantOwnedModel):
     """A named TGI service of one tenant on one tier; what it serves is its active revision."""
 
-    # Short enough that tgi-<name>-preview stays a readable 63-character object name.
-    name = models.CharField(max_length=51, validators=[validate_dns1123_label])
+    # Short enough that its preview Service's name stays readable (no hash) in 63 characters.
+    name = models.CharField(max_length=DEPLOYMENT_NAME_MAX, validators=[validate_dns1123_label])
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="deployments")
     model = models.ForeignKey(
         "models_registry.RegisteredModel", on_delete=models.PROTECT, related_name="deployments"

@@ -19,6 +19,7 @@ from deployments import rollout as engine
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Deployment, Rollout
 from deployments.rendering import active_service_name, colour_name
+from deployments.rendering.constants import LABEL_COLOUR, MANAGED_BY_SELECTOR
 from deployments.rendering.meta import root_name
 from deployments.specs import active_serving_spec, serving_spec
 from portal import kube
@@ -26,7 +27,6 @@ from tenants import audit
 from tenants.audit import Actor
 
 log = logging.getLogger(__name__)
-MANAGED = "app.kubernetes.io/managed-by=inference-portal"
 PAGE = 500
 
 
@@ -42,7 +42,7 @@ def _list_all(list_call: Any) -> list[Any]:
     items: list[Any] = []
     token = None
     while True:
-        page = list_call(label_selector=MANAGED, limit=PAGE, _continue=token)
+        page = list_call(label_selector=MANAGED_BY_SELECTOR, limit=PAGE, _continue=token)
         items.extend(page.items)
         token = page.metadata._continue
         if not token:
@@ -85,7 +85,7 @@ def reconcile_pass(repair: bool = True) -> ReconcileReport:
         workload_missing = (namespace, workload) not in existing
         if workload_missing:
             drift.append(f"Deployment/{workload} is missing")
-        if selectors.get((namespace, service), {}).get("inference.portal/colour") != colour:
+        if selectors.get((namespace, service), {}).get(LABEL_COLOUR) != colour:
             drift.append(f"Service/{service} does not select the {colour} side")
         if not drift or not repair:
             report.repaired.extend(f"{namespace}/{d}" for d in drift)

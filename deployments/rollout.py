@@ -42,7 +42,8 @@ from deployments.rendering import (
     render_weights_pvc,
     selector_labels,
 )
-from deployments.rendering.meta import root_name
+from deployments.rendering.endpointslices import ready_ips, slice_selector
+from deployments.rendering.meta import label_selector, root_name
 from deployments.serving_checks import (  # noqa: F401 - re-exported for callers and tests
     UNSCHEDULABLE_GRACE_SECONDS,
     _last_log_line,
@@ -233,7 +234,7 @@ def step_creating(ctx: Context) -> StepResult:
 
 
 def _pods(ctx: Context, colour: str) -> list[Any]:
-    selector = ",".join(f"{k}={v}" for k, v in selector_labels(ctx.spec, colour).items())  # type: ignore[arg-type]
+    selector = label_selector(selector_labels(ctx.spec, colour))  # type: ignore[arg-type]
     return list(kube.core().list_namespaced_pod(ctx.namespace, label_selector=selector).items)
 
 
@@ -275,17 +276,12 @@ def step_waiting_ready(ctx: Context) -> StepResult:
 
 
 def ready_endpoint_ips(namespace: str, service: str) -> list[str]:
-    discovery = client.DiscoveryV1Api(kube.api_client())
-    slices = discovery.list_namespaced_endpoint_slice(
-        namespace, label_selector=f"kubernetes.io/service-name={service}"
-    ).items
-    return sorted(
-        address
-        for endpoint_slice in slices
-        for endpoint in endpoint_slice.endpoints or []
-        if endpoint.conditions is None or endpoint.conditions.ready
-        for address in endpoint.addresses
+    api = kube.api_client()
+    listing = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+        namespace, label_selector=slice_selector(service)
     )
+    slices = api.sanitize_for_serialization(listing).get("items") or []
+    return sorted(address for endpoint_slice in slices for address in ready_ips(endpoint_slice))
 
 
 def _check_service(ctx: Context, service: str) -> StepResult | None:

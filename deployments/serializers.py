@@ -17,6 +17,7 @@ from deployments.admission import ServingRequest
 from deployments.capacity import PoolCapacity
 from deployments.choices import STEP_ORDER, TERMINAL_STATES, RolloutState
 from deployments.models import Deployment, DeploymentRevision, Rollout, RolloutEvent, Tier
+from deployments.rendering.meta import service_host
 from deployments.services import Promotion
 from deployments.serving_fields import (
     PROMOTION_SCHEMA,
@@ -191,7 +192,7 @@ def latest_rollouts(deployments: list[Deployment]) -> dict[int, Rollout]:
 
 def endpoint(deployment: Deployment) -> str:
     """The cluster-internal address of the active side."""
-    return f"tgi-{deployment.name}.{deployment.tenant.namespace}.svc"
+    return service_host(deployment.name, deployment.tenant.namespace)
 
 
 class ProgressSerializer(serializers.Serializer):

@@ -27,9 +27,10 @@ from deployments.models import (
     default_engine_images,
 )
 from deployments.rendering import download_job_name, other_colour
-from deployments.rendering.meta import root_name
+from deployments.rendering.constants import DEPLOYMENT_NAME_MAX, LABEL_POOL, PREVIEW_SUFFIX
+from deployments.rendering.meta import root_name, weights_pvc_name
 from deployments.serving_fields import PROMOTION_DEFAULTS, PROMOTION_SCHEMA, out_of_range
-from deployments.specs import serving_spec, weights_pvc_name
+from deployments.specs import serving_spec
 from gateway import sync as gateway_sync
 from portal import kube
 from portal.errors import Conflict, DomainError
@@ -104,7 +105,7 @@ def ensure_default_tiers() -> list[Tier]:
     for spec in DEFAULT_TIERS:
         defaults = {
             **spec,
-            "node_selector": {"inference.portal/pool": spec["node_pool"]},
+            "node_selector": {LABEL_POOL: spec["node_pool"]},
             "tolerations": [GPU_TOLERATION],
             "engine_images": default_engine_images(),
         }
@@ -129,8 +130,11 @@ def _validate_name(name: str) -> None:
         validate_dns1123_label(name)
     except ValidationError as error:
         raise DomainError(error.messages[0], field="name") from None
-    if len(name) > 51:
-        raise DomainError("must be at most 51 characters (the Services add -preview)", field="name")
+    if len(name) > DEPLOYMENT_NAME_MAX:
+        raise DomainError(
+            f"must be at most {DEPLOYMENT_NAME_MAX} characters (the Services add {PREVIEW_SUFFIX})",
+            field="name",
+        )
 
 
 def _validate_promotion(promotion: Promotion) -> None:

@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from deployments.rendering import ServingSpec
 from deployments.rendering.constants import LABEL_BACKEND
+from deployments.rendering.meta import label_selector
 from engines import DEFAULT_ENGINE, ENGINES, InferenceEngine
 from engines.base import dig
 from portal import kube
@@ -166,7 +167,7 @@ def _check_server(http: httpx.Client, ip: str, spec: ServingSpec) -> str:
 
 def _last_log_line(namespace: str, labels: dict[str, str]) -> str:
     """The download pod's last log line, or its phase where the node serves no logs."""
-    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    selector = label_selector(labels)
     phase = "starting"
     try:
         pods = kube.core().list_namespaced_pod(namespace, label_selector=selector).items

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-
 from deployments.autoscaling import replica_bounds
 from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
 from deployments.rendering import ModelRevisionSpec, OwnerRef, ServingSpec, TenantSpec, TierSpec
-from deployments.rendering.constants import PROGRESS_DEADLINE_SECONDS
+from deployments.rendering.constants import (
+    HUB_TOKEN_SECRET_NAME,
+    LABEL_POOL,
+    PROGRESS_DEADLINE_SECONDS,
+)
+from deployments.rendering.meta import weights_pvc_name
 from engines import get_engine
 from models_registry.models import HubCredential, ModelRevision
 from tenants.models import Tenant, TenantQuota
@@ -30,7 +32,7 @@ def tier_spec(tier: Tier, image: str) -> TierSpec:
     """The tier as the renderers see it, running `image` (the revision's engine image)."""
     return TierSpec(
         name=tier.slug,
-        node_selector={"inference.portal/pool": tier.node_pool, **tier.node_selector},
+        node_selector={LABEL_POOL: tier.node_pool, **tier.node_selector},
         tolerations=list(tier.tolerations),
         gpu_product=tier.gpu_product,
         gpu_memory_gib=float(tier.gpu_memory_gb) * 1e9 / 2**30,
@@ -39,13 +41,6 @@ def tier_spec(tier: Tier, image: str) -> TierSpec:
         memory_request=tier.memory_request,
         image=image,
     )
-
-
-def weights_pvc_name(repo_id: str, commit_sha: str) -> str:
-    """One volume per model commit: weights-<readable repo>-<digest>-<sha prefix>."""
-    readable = re.sub(r"[^a-z0-9-]+", "-", repo_id.lower()).strip("-")[:30].strip("-")
-    digest = hashlib.sha256(repo_id.encode()).hexdigest()[:6]
-    return f"weights-{readable}-{digest}-{commit_sha[:12]}"
 
 
 def model_spec(model_revision: ModelRevision) -> ModelRevisionSpec:
@@ -101,7 +96,7 @@ def serving_spec(
         max_replicas=replicas[2],
         autoscaling=revision.autoscaling,
         queue_size_target=revision.queue_size_target,
-        hf_token_secret_name="hf-token" if has_token else None,
+        hf_token_secret_name=HUB_TOKEN_SECRET_NAME if has_token else None,
         owner=owner,
         engine=get_engine(revision.engine),
         pod_annotations=revision.pod_annotations or {},

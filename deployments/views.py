@@ -24,6 +24,7 @@ from deployments.capacity import PoolCapacity, pool_capacity
 from deployments.choices import ACTIVE_STATES, RolloutState
 from deployments.forms import DeploymentForm, RevisionForm, ServingForm, revision_changes
 from deployments.models import Deployment, Rollout, Tier
+from deployments.rendering.meta import service_host
 from deployments.serializers import (
     endpoint,
     latest_rollouts,
@@ -243,7 +244,9 @@ class DeploymentDetailView(TenantViewMixin, DetailView):
         context.update(
             revision=deployment.active_revision,
             endpoint=endpoint(deployment),
-            preview_endpoint=f"tgi-{deployment.name}-preview.{deployment.tenant.namespace}.svc",
+            preview_endpoint=service_host(
+                deployment.name, deployment.tenant.namespace, preview=True
+            ),
             gpus=deployment_gpus(deployment),
             revisions=deployment.revisions.select_related(
                 "tier", "model_revision", "created_by"

@@ -25,12 +25,12 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from deployments.rendering.constants import LABEL_MANAGED_BY, MANAGED_BY
+from deployments.rendering.constants import ENDPOINTSLICE_SERVICE_LABEL, MANAGED_BY_SELECTOR
+from deployments.rendering.endpointslices import ready_ips, service_port
 from portal import kube
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 WATCH_TIMEOUT_SECONDS = 300
 _RETRY_SECONDS = 1.0
 
@@ -38,21 +38,11 @@ ServiceKey = tuple[str, str]
 
 
 def ready_addresses(endpoint_slice: dict[str, Any]) -> list[str]:
-    """``ip:port`` of the slice's ready endpoints on its ``http`` port (or its only port)."""
-    ports = endpoint_slice.get("ports") or []
-    port = next((p.get("port") for p in ports if p.get("name") == "http"), None)
-    if port is None and len(ports) == 1:
-        port = ports[0].get("port")
+    """``ip:port`` of the slice's ready endpoints on the Service's port."""
+    port = service_port(endpoint_slice)
     if port is None:
         return []
-    addresses = []
-    for endpoint in endpoint_slice.get("endpoints") or []:
-        conditions = endpoint.get("conditions") or {}
-        # Kubernetes: a nil ready condition means "unknown", to be treated as ready.
-        if conditions.get("ready") is False or conditions.get("terminating"):
-            continue
-        addresses += [f"{address}:{port}" for address in endpoint.get("addresses") or []]
-    return addresses
+    return [f"{address}:{port}" for address in ready_ips(endpoint_slice)]
 
 
 class Upstreams:
@@ -92,7 +82,7 @@ class Upstreams:
 
     def _store(self, endpoint_slice: dict[str, Any], deleted: bool = False) -> ServiceKey | None:
         meta = endpoint_slice.get("metadata") or {}
-        service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        service = (meta.get("labels") or {}).get(ENDPOINTSLICE_SERVICE_LABEL)
         if not service:
             return None
         key = (meta.get("namespace", ""), service)
@@ -132,7 +122,7 @@ class EndpointWatcher:
         self._loop.call_soon_threadsafe(fn, *args)
 
     def _run(self) -> None:
-        selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+        selector = MANAGED_BY_SELECTOR
         while not self._stop.is_set():
             try:
                 api = client.DiscoveryV1Api(kube.api_client())

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deployments.models import Deployment
-from deployments.rendering.constants import NAME_PREFIX
-from deployments.rendering.meta import bounded_name
+from deployments.rendering.meta import service_name
 from engines import DEFAULT_ENGINE
 from tenants.models import GatewayKey, Tenant
 
@@ -76,11 +75,6 @@ class Snapshot:
         )
 
 
-def active_service_name(deployment_name: str) -> str:
-    """The Service selecting a deployment's active colour (see deployments.rendering)."""
-    return bounded_name(f"{NAME_PREFIX}{deployment_name}")
-
-
 def load_snapshot() -> Snapshot:
     """Four queries, whatever the number of keys and deployments."""
     policies = {
@@ -124,7 +118,7 @@ def load_snapshot() -> Snapshot:
             tenant_id=deployment.tenant_id,
             name=deployment.name,
             namespace=deployment.tenant.namespace,
-            service=active_service_name(deployment.name),
+            service=service_name(deployment.name),
             model_id=revision.model_revision.model.repo_id,
             max_input_tokens=revision.max_input_tokens,
             max_total_tokens=revision.max_total_tokens,

@@ -18,6 +18,8 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from deployments.models import Tier
+from deployments.rendering import render_hub_token_secret, render_namespace
+from deployments.rendering.constants import HF_TOKEN_SECRET_KEY, HUB_TOKEN_SECRET_NAME
 from models_registry import fit
 from models_registry.choices import AccessStatus, TokenStatus
 from models_registry.constants import ACCEPTED_PIPELINE_TAGS
@@ -31,8 +33,6 @@ from tenants.audit import Actor
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
-HUB_TOKEN_SECRET = "hf-token"  # noqa: S105 - the Secret's name, not a secret
-HUB_TOKEN_KEY = "token"  # noqa: S105
 MAX_REVISION_LENGTH = 200
 
 
@@ -55,7 +55,7 @@ def hub_client_for(tenant: Tenant) -> HubClient:
 
 
 def ensure_tenant_namespace(tenant: Tenant) -> None:
-    kube.apply(kube.namespace_manifest(tenant.namespace, {"inference.portal/tenant": tenant.slug}))
+    kube.apply(render_namespace(tenant.slug, tenant.namespace))
 
 
 @transaction.atomic
@@ -70,21 +70,13 @@ def set_hub_token(actor: Actor, tenant: Tenant, token: str) -> HubCredential:
     access = (identity.get("auth") or {}).get("accessToken") or {}
     ensure_tenant_namespace(tenant)
     new_fingerprint = fingerprint(token)
-    kube.apply(
-        kube.secret_manifest(
-            tenant.namespace,
-            HUB_TOKEN_SECRET,
-            {HUB_TOKEN_KEY: token},
-            labels={"inference.portal/tenant": tenant.slug},
-            annotations={"inference.portal/fingerprint": new_fingerprint},
-        )
-    )
+    kube.apply(render_hub_token_secret(tenant.slug, tenant.namespace, token, new_fingerprint))
     now = timezone.now()
     credential = HubCredential.objects.for_tenant(tenant).select_for_update().first()
     previous = credential.fingerprint if credential else None
     values = {
-        "secret_name": HUB_TOKEN_SECRET,
-        "secret_key": HUB_TOKEN_KEY,
+        "secret_name": HUB_TOKEN_SECRET_NAME,
+        "secret_key": HF_TOKEN_SECRET_KEY,
         "fingerprint": new_fingerprint,
         "hub_username": str(identity.get("name", ""))[:100],
         "token_name": str(access.get("displayName", ""))[:100],

@@ -1,7 +1,8 @@
 """Kubernetes access for every app: one client, one field manager, server-side apply.
 
 The kubeconfig comes from settings.KUBECONFIG (the local cluster by default); inside a cluster
-without that file, the pod's service account is used.
+without that file, the pod's service account is used. Transport only: object names, labels and
+manifests come from ``deployments.rendering``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from portal.errors import DomainError
 
 FIELD_MANAGER = "inference-portal"
-MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "inference-portal"}
 _dynamic_lock = threading.Lock()
 
 
@@ -101,35 +101,6 @@ def delete(api_version: str, kind: str, name: str, namespace: str | None = None)
     except Urllib3HTTPError as error:
         raise _unavailable(error) from None
     return True
-
-
-def namespace_manifest(name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name, "labels": {**MANAGED_BY_LABELS, **labels}},
-    }
-
-
-def secret_manifest(
-    namespace: str,
-    name: str,
-    data: dict[str, str],
-    labels: dict[str, str],
-    annotations: dict[str, str],
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {**MANAGED_BY_LABELS, **labels},
-            "annotations": annotations,
-        },
-        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
-    }
 
 
 def read_secret_value(namespace: str, name: str, key: str) -> str | None:

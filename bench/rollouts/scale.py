@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from bench.rollouts.common import ROOT, bench_environment, bench_tenant, percentile
-from deployments.rendering import OwnerRef
+from deployments.rendering import OwnerRef, render_namespace
 
 RESULTS = ROOT / "bench" / "results" / "rollout_scale.json"
 TENANTS, DEPLOYMENTS, NODES = 200, 1000, 500
@@ -74,7 +74,7 @@ def main() -> None:
                 context_length=8192,
             )
             model.save()
-            kube.apply(kube.namespace_manifest(tenant.namespace, {}))
+            kube.apply(render_namespace(tenant.slug, tenant.namespace))
             for number in range(count):
                 deployment = Deployment.objects.create(
                     tenant=tenant,

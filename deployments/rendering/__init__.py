@@ -12,9 +12,13 @@ from deployments.rendering.meta import (
     colour_name,
     deployment_labels,
     image_version,
+    object_name,
     resource_name,
     sanitize_label_value,
     selector_labels,
+    service_host,
+    service_name,
+    workload_name,
 )
 from deployments.rendering.serving import (
     active_service_name,
@@ -37,7 +41,11 @@ from deployments.rendering.specs import (
     other_colour,
     owner_ref_from,
 )
-from deployments.rendering.tenant import render_tenant_namespace
+from deployments.rendering.tenant import (
+    render_hub_token_secret,
+    render_namespace,
+    render_tenant_namespace,
+)
 from deployments.rendering.weights import (
     download_job_name,
     render_weights_download_job,
@@ -62,6 +70,7 @@ __all__ = [
     "download_job_name",
     "image_version",
     "object_key",
+    "object_name",
     "other_colour",
     "owner_ref_from",
     "preview_service_name",
@@ -69,6 +78,8 @@ __all__ = [
     "render_colour_deployment",
     "render_deployment_root",
     "render_hpa",
+    "render_hub_token_secret",
+    "render_namespace",
     "render_network_policy",
     "render_services",
     "render_tenant_namespace",
@@ -77,6 +88,9 @@ __all__ = [
     "resource_name",
     "sanitize_label_value",
     "selector_labels",
+    "service_host",
+    "service_name",
     "switch_selector_patch",
     "weights_request_gib",
+    "workload_name",
 ]

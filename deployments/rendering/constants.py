@@ -22,6 +22,8 @@ LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_VERSION: Final = "app.kubernetes.io/version"
+# Every object the portal creates carries it; a label selector for all of them.
+MANAGED_BY_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 # Portal labels
 LABEL_TENANT: Final = "inference.portal/tenant"
@@ -32,6 +34,8 @@ LABEL_MODEL: Final = "inference.portal/model"
 LABEL_MODEL_SHA: Final = "inference.portal/model-sha"
 LABEL_TIER: Final = "inference.portal/tier"
 LABEL_BACKEND: Final = "inference.backend"
+# On GPU nodes: the node pool a tier schedules onto (Tier.node_pool).
+LABEL_POOL: Final = "inference.portal/pool"
 # The app.kubernetes.io/name of every serving pod, whatever its engine. It is part of the
 # Deployments' selectors (immutable in apps/v1) and of the Services' selectors: an engine-specific
 # value would make switching a deployment's engine re-apply a colour with another selector (the
@@ -46,6 +50,7 @@ SERVING_PORT_NAME: Final = "http"
 # Annotations (values may be longer than a label allows)
 ANNOTATION_MODEL_ID: Final = "inference.portal/model-id"
 ANNOTATION_MODEL_SHA: Final = "inference.portal/model-sha"
+ANNOTATION_FINGERPRINT: Final = "inference.portal/fingerprint"
 
 COMPONENT_INFERENCE_SERVER: Final = "inference-server"
 COMPONENT_WEIGHTS: Final = "model-weights"
@@ -60,11 +65,15 @@ SERVING_CLIENT_LABEL: Final = "inference.portal/serving-client"
 DEFAULT_MONITORING_NAMESPACE: Final = "monitoring"
 # Set by the API server on every namespace since Kubernetes 1.22 (NamespaceDefaultLabelName).
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+# Set by the EndpointSlice controller on every slice it manages for a Service.
+ENDPOINTSLICE_SERVICE_LABEL: Final = "kubernetes.io/service-name"
 
 # Tenant namespace objects
 RESOURCE_QUOTA_NAME: Final = "portal-quota"
 LIMIT_RANGE_NAME: Final = "portal-defaults"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
+# Node label set by NVIDIA GPU feature discovery.
+LABEL_GPU_PRODUCT: Final = "nvidia.com/gpu.product"
 # ResourceQuota accepts extended resources only with the "requests." prefix (no limits.* form).
 GPU_QUOTA_KEY: Final = f"requests.{GPU_RESOURCE}"
 # The taint GPU node pools carry (NVIDIA GPU operator / cloud GPU pools convention).
@@ -77,11 +86,17 @@ GPU_TOLERATION: Final = {
 POD_SECURITY_ENFORCE_LABEL: Final = "pod-security.kubernetes.io/enforce"
 POD_SECURITY_LEVEL: Final = "baseline"  # TGI runs as root; "restricted" would refuse it
 
-# Names
+# Names. The prefix is TGI's historical one, kept for every engine: clusters hold objects so named.
 NAME_PREFIX: Final = "tgi-"
 PREVIEW_SUFFIX: Final = "-preview"
 DNS1123_LABEL_MAX: Final = 63
 LABEL_VALUE_MAX: Final = 63
+# The longest deployment name whose preview Service name needs no hash.
+DEPLOYMENT_NAME_MAX: Final = DNS1123_LABEL_MAX - len(NAME_PREFIX) - len(PREVIEW_SUFFIX)
+# The Services' port name (EndpointSlices repeat it on their ports).
+SERVICE_PORT_NAME: Final = "http"
+# The tenant's Secret holding its Hugging Face token (the key is HF_TOKEN_SECRET_KEY).
+HUB_TOKEN_SECRET_NAME: Final = "hf-token"  # noqa: S105 - the Secret's name, not a secret
 
 # The secret key holding a tenant's Hugging Face token (HF_TOKEN_SECRET_KEY) and the weights
 # mount path are the engines' contract, re-exported here for the renderers.

@@ -13,6 +13,7 @@ from deployments.rendering.specs import Colour, ModelRevisionSpec, ServingSpec, 
 _LABEL_VALUE_FORBIDDEN = re.compile(r"[^A-Za-z0-9_.-]")
 _LABEL_VALUE_EDGE = "-_."
 _HASH_LENGTH = 8
+_PVC_READABLE_FORBIDDEN = re.compile(r"[^a-z0-9-]+")
 
 
 def _digest(value: str, length: int = _HASH_LENGTH) -> str:
@@ -46,18 +47,50 @@ def bounded_name(base: str, suffix: str = "", max_length: int = c.DNS1123_LABEL_
     return f"{base[:keep].rstrip('-')}-{_digest(base)}{suffix}"
 
 
+# --- object names: the only derivation of a deployment's object names ----------------------
+
+
+def object_name(deployment_name: str, suffix: str = "") -> str:
+    """Name of a per-deployment object: ``tgi-<deployment>[suffix]``, at most 63 characters.
+
+    Callers that hold only a deployment's name (views, the gateway, autoscaling) use this and
+    the helpers below; renderers use the ``ServingSpec`` forms further down.
+    """
+    return bounded_name(f"{c.NAME_PREFIX}{deployment_name}", suffix)
+
+
+def service_name(deployment_name: str, *, preview: bool = False) -> str:
+    """The Service selecting the active colour (``tgi-<deployment>``) or, with `preview`, the
+    other one (``tgi-<deployment>-preview``)."""
+    return object_name(deployment_name, c.PREVIEW_SUFFIX if preview else "")
+
+
+def service_host(deployment_name: str, namespace: str, *, preview: bool = False) -> str:
+    """The cluster-internal DNS name of a deployment's active (or preview) Service."""
+    return f"{service_name(deployment_name, preview=preview)}.{namespace}.svc"
+
+
+def workload_name(deployment_name: str, colour: str) -> str:
+    """The Deployment (and HPA) of one colour: ``tgi-<deployment>-<colour>``."""
+    return object_name(deployment_name, f"-{colour}")
+
+
+def weights_pvc_name(repo_id: str, commit_sha: str) -> str:
+    """One volume per model commit: weights-<readable repo>-<digest>-<sha prefix>."""
+    readable = _PVC_READABLE_FORBIDDEN.sub("-", repo_id.lower()).strip("-")[:30].strip("-")
+    return f"weights-{readable}-{_digest(repo_id, 6)}-{commit_sha[:12]}"
+
+
 def resource_name(spec: ServingSpec, suffix: str = "") -> str:
-    """Name of a per-deployment object: ``tgi-<deployment>[suffix]``, at most 63 characters."""
-    return bounded_name(f"{c.NAME_PREFIX}{spec.deployment_name}", suffix)
+    return object_name(spec.deployment_name, suffix)
 
 
 def root_name(spec: ServingSpec) -> str:
-    return resource_name(spec)
+    return object_name(spec.deployment_name)
 
 
 def colour_name(spec: ServingSpec, colour: Colour) -> str:
-    """The Deployment (and HPA) of one colour: ``tgi-<deployment>-<colour>``."""
-    return resource_name(spec, f"-{colour}")
+    return workload_name(spec.deployment_name, colour)
 
 
 def image_version(image: str) -> str:
@@ -75,19 +108,19 @@ def image_version(image: str) -> str:
 # --- label sets ----------------------------------------------------------------------------
 
 
-def tenant_labels(tenant: TenantSpec) -> dict[str, str]:
-    """Labels of the tenant namespace and its quota objects."""
+def tenant_labels(slug: str) -> dict[str, str]:
+    """Labels of a tenant's namespace, its quota objects and its Hub token Secret."""
     return {
         c.LABEL_MANAGED_BY: c.MANAGED_BY,
         c.LABEL_PART_OF: c.PART_OF,
-        c.LABEL_TENANT: tenant.slug,
+        c.LABEL_TENANT: slug,
     }
 
 
 def model_labels(tenant: TenantSpec, model: ModelRevisionSpec) -> dict[str, str]:
     """Labels identifying a model revision (its weights PVC and download Job)."""
     return {
-        **tenant_labels(tenant),
+        **tenant_labels(tenant.slug),
         c.LABEL_MODEL: sanitize_label_value(model.repo_id),
         c.LABEL_MODEL_SHA: model.commit_sha,
     }
@@ -141,6 +174,11 @@ def colour_labels(spec: ServingSpec, colour: Colour) -> dict[str, str]:
         c.LABEL_MODEL: sanitize_label_value(spec.model.repo_id),
         c.LABEL_TIER: spec.tier.name,
     }
+
+
+def label_selector(labels: dict[str, str]) -> str:
+    """`labels` as an equality-based label selector (``key=value,...``) for LIST calls."""
+    return ",".join(f"{key}={value}" for key, value in labels.items())
 
 
 # --- metadata ------------------------------------------------------------------------------

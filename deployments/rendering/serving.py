@@ -25,6 +25,7 @@ from deployments.rendering.meta import (
     resource_name,
     root_name,
     selector_labels,
+    service_name,
 )
 from deployments.rendering.specs import (
     RESERVED_ANNOTATION_PREFIXES,
@@ -248,11 +249,11 @@ def render_colour_deployment(
 
 
 def active_service_name(spec: ServingSpec) -> str:
-    return resource_name(spec)
+    return service_name(spec.deployment_name)
 
 
 def preview_service_name(spec: ServingSpec) -> str:
-    return resource_name(spec, c.PREVIEW_SUFFIX)
+    return service_name(spec.deployment_name, preview=True)
 
 
 def _service(spec: ServingSpec, name: str, colour: Colour) -> dict[str, Any]:
@@ -265,7 +266,7 @@ def _service(spec: ServingSpec, name: str, colour: Colour) -> dict[str, Any]:
             "selector": selector_labels(spec, colour),
             "ports": [
                 {
-                    "name": "http",
+                    "name": c.SERVICE_PORT_NAME,
                     "protocol": "TCP",
                     "port": 80,
                     # The container port's name, not its number: during an engine switch the
