@@ -30,10 +30,9 @@ from deployments.rendering import download_job_name, other_colour
 from deployments.rendering.meta import root_name
 from deployments.serving_fields import PROMOTION_DEFAULTS, PROMOTION_SCHEMA, out_of_range
 from deployments.specs import serving_spec, weights_pvc_name
-from gateway import sync as gateway_sync
 from portal import kube
 from portal.errors import Conflict, DomainError
-from tenants import audit
+from tenants import audit, gateway_sync
 from tenants.audit import Actor
 from tenants.models import Tenant
 from tenants.validators import validate_dns1123_label

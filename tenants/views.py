@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -17,7 +16,7 @@ from django.views.decorators.http import require_GET
 from django.views.generic import ListView, TemplateView
 
 from portal.errors import DomainError, Forbidden
-from portal.views import CURRENT_TENANT_SESSION_KEY, TenantViewMixin, htmx_partial
+from portal.views import apply_domain_error, htmx_partial
 from tenants import services
 from tenants.audit import Actor
 from tenants.choices import Channel, Role
@@ -29,16 +28,12 @@ from tenants.forms import (
     GatewayKeyLimitsForm,
 )
 from tenants.models import ApiToken, AuditEvent, GatewayKey, Membership, Tenant
+from tenants.scoping import CURRENT_TENANT_SESSION_KEY, TenantViewMixin
 from tenants.usage import gateway_live_usage, gateway_traffic, quota_usage
 
 
 def ui_actor(request: HttpRequest) -> Actor:
     return Actor(user=request.user, channel=Channel.UI)  # type: ignore[arg-type]
-
-
-def _apply_domain_error(form: forms.Form, error: DomainError) -> None:
-    field = error.field if error.field in form.fields else None
-    form.add_error(field, error.message)
 
 
 @require_GET
@@ -116,7 +111,7 @@ class MemberListView(TenantViewMixin, ListView):
             try:
                 services.add_member(ui_actor(request), self.tenant, **form.cleaned_data)
             except DomainError as error:
-                _apply_domain_error(form, error)
+                apply_domain_error(form, error)
         if form.errors:
             return self.render_members(status=422, add_form=form)
         if htmx_partial(request):
@@ -183,7 +178,7 @@ class TokenListView(TenantViewMixin, ListView):
             except Forbidden as error:
                 raise PermissionDenied(error.message) from None
             except DomainError as error:
-                _apply_domain_error(form, error)
+                apply_domain_error(form, error)
             else:
                 return self.render_tokens(status=201, issued=issued)
         return self.render_tokens(status=422, create_form=form)
@@ -281,7 +276,7 @@ class GatewayView(TenantViewMixin, TemplateView):
                     ui_actor(request), self.tenant, **form.cleaned_data
                 )
             except DomainError as error:
-                _apply_domain_error(form, error)
+                apply_domain_error(form, error)
             else:
                 return self.render_panel(status=201, issued=issued)
         return self.render_panel(status=422, create_form=form)
