@@ -30,6 +30,7 @@ from deployments.rendering import download_job_name, other_colour
 from deployments.rendering.meta import root_name
 from deployments.serving_fields import PROMOTION_DEFAULTS, PROMOTION_SCHEMA, out_of_range
 from deployments.specs import serving_spec, weights_pvc_name
+from deployments.tasks import advance_rollout
 from portal import kube
 from portal.errors import Conflict, DomainError
 from tenants import audit, gateway_sync
@@ -216,8 +217,6 @@ def _start(
 
 
 def _kick(rollout_id: int) -> None:
-    from deployments.tasks import advance_rollout
-
     advance_rollout.delay(rollout_id)
 
 
