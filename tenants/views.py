@@ -21,11 +21,7 @@ from portal.views import apply_domain_error, htmx_partial
 from tenants import services
 from tenants.audit import Actor
 from tenants.choices import Channel, Role
-from tenants.forms import (
-    AddMemberForm,
-    ChangeRoleForm,
-    CreateTokenForm,
-)
+from tenants.forms import AddMemberForm, ChangeRoleForm, CreateTokenForm
 from tenants.models import ApiToken, AuditEvent, Membership, Tenant
 from tenants.scoping import CURRENT_TENANT_SESSION_KEY, TenantViewMixin
 
