@@ -5,6 +5,7 @@ Refusals name the field and give the numbers; warnings are returned for the user
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,7 +247,7 @@ def admit(
     problem = fit.quantization_problem(shape, choice)
     if problem:
         raise _refuse("quantize", problem)
-    tier_fit = fit.fit_tier(shape, choice, registry.tier_capacities_for([tier])[0])
+    tier_fit = fit.fit_tier(shape, choice, tier_capacities_for([tier])[0])
     if not tier_fit.fits:
         raise _refuse("tier", f"the model does not fit tier '{tier.slug}': {tier_fit.reason}")
 
@@ -294,3 +295,22 @@ def admit(
         pool_free_gpus=pool.free,
         tenant_gpus_in_use=elsewhere + old_side,
     )
+
+
+def tier_capacities_for(tiers: Iterable[Tier]) -> list[fit.TierCapacity]:
+    """What the registry's fit arithmetic needs to know of each tier."""
+    return [
+        fit.TierCapacity(
+            slug=tier.slug,
+            name=tier.name,
+            gpu_memory_gb=tier.gpu_memory_gb,
+            gpus_per_replica=tier.gpus_per_replica,
+            price_per_gpu_hour=tier.price_per_gpu_hour,
+        )
+        for tier in tiers
+    ]
+
+
+def active_tier_capacities() -> list[fit.TierCapacity]:
+    """The tiers on offer, for the registry's fit table (see DeploymentsConfig.ready)."""
+    return tier_capacities_for(Tier.objects.filter(is_active=True))

@@ -36,10 +36,11 @@ from deployments.serializers import (
     revision_base,
     serving_request,
 )
-from portal.api import ApiContract, TenantScopedViewSet
+from portal.api import ApiContract
 from portal.errors import DomainError
 from portal.schema import errors
 from tenants.api import api_actor
+from tenants.scoping import TenantScopedViewSet
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 100

@@ -18,7 +18,8 @@ from django.views.generic import DetailView, TemplateView
 
 from deployments import cost, dashboards
 from deployments.models import Deployment, Tier
-from portal.views import TenantViewMixin, htmx_partial
+from portal.views import htmx_partial
+from tenants.scoping import TenantViewMixin
 
 POLL_SECONDS = 5
 

@@ -9,7 +9,7 @@ from django.db import models
 from deployments.choices import ACTIVE_STATES, Colour, PromotionMode, RolloutState
 from deployments.rendering.constants import DEPLOYMENT_NAME_MAX
 from engines import DEFAULT_ENGINE, ENGINES, engine_choices
-from portal.tenancy import TenantOwnedModel
+from tenants.tenancy import TenantOwnedModel
 from tenants.validators import validate_dns1123_label
 
 

@@ -18,7 +18,7 @@ from kubernetes import client
 from deployments import rollout as engine
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Deployment, Rollout
-from deployments.rendering import active_service_name, colour_name
+from deployments.rendering import OwnerRef, active_service_name, colour_name, render_services
 from deployments.rendering.constants import LABEL_COLOUR, MANAGED_BY_SELECTOR
 from deployments.rendering.meta import root_name
 from deployments.specs import active_serving_spec, serving_spec
@@ -109,8 +109,6 @@ def _repair(deployment: Deployment, colour: str, *, recreate: bool) -> None:
     The Deployment is rendered exactly as the rollout did (same pod template: no pod restarts);
     an existing one under an autoscaler is applied without ``replicas`` so the HPA keeps the
     count it chose."""
-    from deployments.rendering import OwnerRef, render_services
-
     spec = active_serving_spec(deployment)
     if spec is None:
         return

@@ -51,8 +51,8 @@ from deployments.serving_checks import (  # noqa: F401 - re-exported for callers
     diagnose,
 )
 from deployments.specs import serving_spec
-from gateway import sync as gateway_sync
 from portal import kube
+from tenants import gateway_sync
 
 log = logging.getLogger(__name__)
 S = RolloutState

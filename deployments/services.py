@@ -31,10 +31,10 @@ from deployments.rendering.constants import DEPLOYMENT_NAME_MAX, LABEL_POOL, PRE
 from deployments.rendering.meta import root_name, weights_pvc_name
 from deployments.serving_fields import PROMOTION_DEFAULTS, PROMOTION_SCHEMA, out_of_range
 from deployments.specs import serving_spec
-from gateway import sync as gateway_sync
+from deployments.tasks import advance_rollout
 from portal import kube
 from portal.errors import Conflict, DomainError
-from tenants import audit
+from tenants import audit, gateway_sync
 from tenants.audit import Actor
 from tenants.models import Tenant
 from tenants.validators import validate_dns1123_label
@@ -221,8 +221,6 @@ def _start(
 
 
 def _kick(rollout_id: int) -> None:
-    from deployments.tasks import advance_rollout
-
     advance_rollout.delay(rollout_id)
 
 

@@ -35,9 +35,10 @@ from models_registry import fit
 from models_registry import services as registry
 from portal import kube
 from portal.errors import DomainError, Forbidden
-from portal.views import TenantViewMixin, htmx_partial
+from portal.views import htmx_partial
 from tenants.choices import Role
 from tenants.models import Tenant, TenantQuota
+from tenants.scoping import TenantViewMixin
 from tenants.views import ui_actor
 
 log = logging.getLogger(__name__)

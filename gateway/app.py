@@ -40,7 +40,7 @@ from gateway.endpoints import Upstreams
 from gateway.errors import GatewayError
 from gateway.ratelimit import Decision, Limits, RateLimiter
 from gateway.snapshot import KeyEntry, Route, Snapshot
-from tenants.services import hash_gateway_key_secret, split_gateway_key
+from tenants.keys import hash_gateway_key_secret, split_gateway_key
 
 logger = logging.getLogger(__name__)
 

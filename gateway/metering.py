@@ -1,7 +1,7 @@
 """Usage metering: Prometheus metrics per tenant, key and deployment.
 
 Every gateway process exposes these on ``/metrics``; Prometheus sums them over processes. The
-portal's usage pages query them (``tenants.usage``). ``key`` is the key's public prefix, never
+portal's usage pages query them (``usage.queries``). ``key`` is the key's public prefix, never
 its secret; requests refused before a key is known (bad or missing key) carry ``key=""`` and
 ``tenant=""``.
 """

@@ -12,11 +12,12 @@ from django.conf import settings
 from django.db import close_old_connections
 from redis.asyncio import Redis
 
-from gateway import metering, sync
+from gateway import metering
 from gateway.app import Gateway
 from gateway.endpoints import EndpointWatcher, Upstreams
 from gateway.ratelimit import RateLimiter, redis_client
 from gateway.snapshot import Snapshot, load_snapshot
+from tenants import gateway_sync
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class ConfigFollower:
     async def _read_version(self) -> bytes | None:
         try:
             async with asyncio.timeout(0.5):
-                value = await self._redis.get(sync.CONFIG_VERSION_KEY)
+                value = await self._redis.get(gateway_sync.CONFIG_VERSION_KEY)
                 return value if isinstance(value, bytes) or value is None else value.encode()
         except Exception:  # Redis away: the periodic reload covers it
             return self._version

@@ -2,8 +2,8 @@
 
 A snapshot maps key hashes to keys (with their tenant's policy and limits) and
 ``(tenant id, deployment name)`` to the deployment's serving limits and active Service. It is
-rebuilt whenever ``gateway.sync`` signals a change and every few seconds regardless, so requests
-never touch the database.
+rebuilt whenever ``tenants.gateway_sync`` signals a change and every few seconds regardless, so
+requests never touch the database.
 """
 
 from __future__ import annotations

@@ -27,11 +27,11 @@ from models_registry.serializers import (
     UpdateSerializer,
     fit_result,
 )
-from portal.api import TenantScopedViewSet
 from portal.schema import errors
 from tenants.api import api_actor
 from tenants.choices import Role
 from tenants.roles import PLATFORM_ADMIN
+from tenants.scoping import TenantScopedViewSet
 
 
 def facts_summary(facts: ModelFacts) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from models_registry.choices import AccessStatus, Gating, TokenStatus
-from portal.tenancy import TenantOwnedModel
+from tenants.tenancy import TenantOwnedModel
 
 
 class RegisteredModel(TenantOwnedModel):

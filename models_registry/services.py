@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,6 @@ from django.utils import timezone
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from deployments.models import Tier
 from deployments.rendering import render_hub_token_secret, render_namespace
 from deployments.rendering.constants import HF_TOKEN_SECRET_KEY, HUB_TOKEN_SECRET_NAME
 from models_registry import fit
@@ -415,21 +414,19 @@ def recheck_gated_access(tenant: Tenant | None = None) -> dict[str, int]:
 # --- fit -----------------------------------------------------------------------------------
 
 
-def tier_capacities_for(tiers: Iterable[Tier]) -> list[fit.TierCapacity]:
-    return [
-        fit.TierCapacity(
-            slug=tier.slug,
-            name=tier.name,
-            gpu_memory_gb=tier.gpu_memory_gb,
-            gpus_per_replica=tier.gpus_per_replica,
-            price_per_gpu_hour=tier.price_per_gpu_hour,
-        )
-        for tier in tiers
-    ]
+# The tiers a model is checked against belong to deployments, which sits above this app: it
+# offers them when Django is ready (DeploymentsConfig.ready). Without it there are none to fit.
+_tier_source: Callable[[], list[fit.TierCapacity]] = list
+
+
+def offer_tier_capacities(source: Callable[[], list[fit.TierCapacity]]) -> None:
+    """Set where the fit table reads the active tiers' capacities from."""
+    global _tier_source
+    _tier_source = source
 
 
 def tier_capacities() -> list[fit.TierCapacity]:
-    return tier_capacities_for(Tier.objects.filter(is_active=True))
+    return _tier_source()
 
 
 def fit_check(

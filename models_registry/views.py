@@ -15,9 +15,10 @@ from models_registry import fit, services
 from models_registry.forms import FitForm, HubTokenForm, RegisterForm
 from models_registry.models import HubCredential, RegisteredModel
 from portal.errors import DomainError, Forbidden
-from portal.views import TenantViewMixin, htmx_partial
+from portal.views import htmx_partial
 from tenants.choices import Role
 from tenants.roles import PLATFORM_ADMIN
+from tenants.scoping import TenantViewMixin
 from tenants.views import ui_actor
 
 

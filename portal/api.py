@@ -1,4 +1,4 @@
-"""Base classes for the REST API: tenant-scoped viewsets, role permission, errors, pagination."""
+"""Base of every API view and the API's error handler (tenant scoping: tenants.scoping)."""
 
 from __future__ import annotations
 
@@ -6,35 +6,15 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import QuerySet
 from django.http import Http404
-from rest_framework import exceptions, permissions, status, viewsets
+from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from portal.errors import DomainError, validation_messages
+from portal.errors import DomainError, error_body, validation_messages
 from portal.schema import DECLARED_QUERIES, query_parameter_errors
-from portal.tenancy import TenantScopedQuerySet
-from tenants.access import TenantAccess, required_rank_for, resolve_access
-from tenants.choices import Role
-from tenants.models import ApiToken
-from tenants.roles import rank_of
-
-
-class TenantRolePermission(permissions.BasePermission):
-    """Resolves the URL's tenant for the caller and checks the role the action needs."""
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if not request.user or not request.user.is_authenticated:
-            return False
-        token = request.auth if isinstance(request.auth, ApiToken) else None
-        view.access = resolve_access(request.user, view.kwargs["tenant_slug"], token=token)
-        needed = view.required_rank(request)
-        if not view.access.allows(needed):
-            raise exceptions.PermissionDenied("your role in this tenant does not allow this")
-        return True
 
 
 class ApiContract(APIView):
@@ -59,45 +39,6 @@ class ApiContract(APIView):
             raise exceptions.ValidationError(errors)
         if DECLARED_QUERIES.declares_body(request._request.path_info, request.method or "GET"):
             request.data  # noqa: B018 - parsing is what refuses an undeclared content type
-
-
-class TenantScopedViewSet(ApiContract, viewsets.GenericViewSet):
-    """Base of every tenant API: URLs carry the tenant slug, querysets are always scoped.
-
-    `read_role`/`write_role` set the default levels; `action_roles` overrides per action.
-    """
-
-    permission_classes = [TenantRolePermission]
-    read_role: str = Role.VIEWER
-    write_role: str = Role.MAINTAINER
-    action_roles: dict[str, str] = {}
-    access: TenantAccess
-
-    def required_rank(self, request: Request) -> int:
-        if self.action in self.action_roles:
-            return rank_of(self.action_roles[self.action])
-        return required_rank_for(
-            request.method or "GET",
-            read_rank=rank_of(self.read_role),
-            write_rank=rank_of(self.write_role),
-        )
-
-    @property
-    def tenant(self) -> Any:
-        return self.access.tenant
-
-    def get_queryset(self) -> QuerySet[Any]:
-        queryset = super().get_queryset()
-        if not isinstance(queryset, TenantScopedQuerySet):
-            raise TypeError(f"{type(self).__name__} must use a tenant-owned model")
-        return queryset.for_tenant(self.tenant)
-
-
-def _error_body(status_code: int, code: str, message: str, fields: Any = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": status_code, "code": code, "message": message}
-    if fields:
-        body["fields"] = fields
-    return {"error": body}
 
 
 def _first_message(fields: dict[str, list[str]]) -> str:
@@ -131,11 +72,11 @@ def error_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         fields = {exc.field: [exc.message]} if exc.field else None
         message = f"{exc.field}: {exc.message}" if exc.field else exc.message
-        return Response(_error_body(exc.status_code, exc.code, message, fields), exc.status_code)
+        return Response(error_body(exc.status_code, exc.code, message, fields), exc.status_code)
     if isinstance(exc, DjangoValidationError):
         fields = validation_messages(exc)
         return Response(
-            _error_body(400, "invalid", _first_message(fields), fields), status.HTTP_400_BAD_REQUEST
+            error_body(400, "invalid", _first_message(fields), fields), status.HTTP_400_BAD_REQUEST
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -154,9 +95,9 @@ def error_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
         fields = _flatten(exc.detail)
         if isinstance(fields, list):
             fields = {"non_field_errors": fields}
-        response.data = _error_body(response.status_code, "invalid", _first_message(fields), fields)
+        response.data = error_body(response.status_code, "invalid", _first_message(fields), fields)
     else:
         detail = getattr(exc, "detail", "")
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
-        response.data = _error_body(response.status_code, str(code), str(detail))
+        response.data = error_body(response.status_code, str(code), str(detail))
     return response

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 
 
@@ -41,3 +43,11 @@ def validation_messages(error: ValidationError) -> dict[str, list[str]]:
             for field, errors in error.message_dict.items()
         }
     return {"non_field_errors": [str(m) for m in error.messages]}
+
+
+def error_body(status_code: int, code: str, message: str, fields: Any = None) -> dict[str, Any]:
+    """The one error envelope of the API: {"error": {status, code, message, fields?}}."""
+    body: dict[str, Any] = {"status": status_code, "code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "tenants",
     "models_registry",
     "deployments",
+    "usage",
 ]
 
 MIDDLEWARE = [

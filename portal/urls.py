@@ -36,5 +36,6 @@ urlpatterns = [
     path("", include("tenants.urls")),
     path("", include("models_registry.urls")),
     path("", include("deployments.urls")),
+    path("", include("usage.urls")),
 ]
 handler404 = "portal.views.page_not_found"

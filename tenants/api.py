@@ -11,7 +11,7 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.api import ApiContract, TenantScopedViewSet
+from portal.api import ApiContract
 from portal.errors import DomainError, Forbidden
 from tenants import services
 from tenants.access import resolve_access
@@ -19,6 +19,7 @@ from tenants.audit import Actor
 from tenants.choices import ROLE_RANK, Channel, Role
 from tenants.models import ApiToken, AuditEvent, GatewayKey, Membership, Tenant, TenantQuota
 from tenants.roles import PLATFORM_ADMIN
+from tenants.scoping import TenantScopedViewSet
 from tenants.serializers import (
     ApiTokenCreateSerializer,
     ApiTokenSerializer,

@@ -12,7 +12,6 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from portal.tenancy import TenantOwnedModel, TenantScopedQuerySet
 from tenants.choices import ROLE_RANK, Channel, Role
 from tenants.constants import (
     DNS1123_LABEL_MAX_LENGTH,
@@ -24,6 +23,7 @@ from tenants.constants import (
     QUOTA_MAX_REQUESTS_PER_MINUTE,
     QUOTA_MAX_TOKENS_PER_MINUTE,
 )
+from tenants.tenancy import TenantOwnedModel, TenantScopedQuerySet
 from tenants.validators import validate_dns1123_label, validate_tier_slugs
 
 

@@ -7,7 +7,6 @@ audit event.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -19,9 +18,8 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateway import sync as gateway_sync
 from portal.errors import Conflict, DomainError, Forbidden
-from tenants import audit
+from tenants import audit, gateway_sync
 from tenants.audit import Actor
 from tenants.choices import ROLE_RANK, Role
 from tenants.constants import (
@@ -32,6 +30,7 @@ from tenants.constants import (
     GATEWAY_KEY_SCHEME,
     GATEWAY_KEY_SECRET_BYTES,
 )
+from tenants.keys import hash_gateway_key_secret, hash_token_secret
 from tenants.models import (
     ApiToken,
     GatewayKey,
@@ -230,12 +229,6 @@ class IssuedToken:
     plaintext: str
 
 
-def hash_token_secret(secret: str) -> str:
-    # Secrets are 256 random bits, so a keyed fast hash is enough; the key stops offline
-    # verification from a stolen database dump without the server's SECRET_KEY.
-    return hmac.new(settings.SECRET_KEY.encode(), secret.encode(), hashlib.sha256).hexdigest()
-
-
 @transaction.atomic
 def issue_api_token(
     actor: Actor,
@@ -347,20 +340,6 @@ def sweep_expired_api_tokens() -> int:
 # --- gateway keys --------------------------------------------------------------------------
 
 
-def hash_gateway_key_secret(secret: str) -> str:
-    """The gateway computes the same keyed hash to look a presented key up in memory."""
-    return hash_token_secret(secret)
-
-
-def split_gateway_key(presented: str) -> tuple[str, str] | None:
-    """(prefix, secret) of a well-formed gateway key, else None."""
-    scheme, _, rest = presented.partition("_")
-    prefix, _, secret = rest.partition("_")
-    if scheme != GATEWAY_KEY_SCHEME or not prefix or not secret:
-        return None
-    return prefix, secret
-
-
 @dataclass(frozen=True)
 class IssuedGatewayKey:
     """A freshly created gateway key; `plaintext` exists only here and is shown once."""
@@ -397,14 +376,17 @@ def _key_burst(value: Any, rpm: int | None, tenant_rpm: int) -> int | None:
 
 
 def _key_deployments(tenant: Tenant, names: Any) -> list[Any]:
-    from deployments.models import Deployment  # deployments depends on tenants, not back
-
+    # The key's own relation names the deployment model: tenants sits below deployments and
+    # declares the link by string, never importing it.
+    deployment_model: Any = GatewayKey.deployments.field.related_model
     if names is None:
         return []
     if isinstance(names, str) or not all(isinstance(name, str) for name in names):
         raise DomainError("must be a list of deployment names", field="deployments")
     wanted = sorted(set(names))
-    found = list(Deployment.objects.for_tenant(tenant).filter(name__in=wanted, deleting=False))
+    found = list(
+        deployment_model.objects.for_tenant(tenant).filter(name__in=wanted, deleting=False)
+    )
     missing = sorted(set(wanted) - {d.name for d in found})
     if missing:
         raise DomainError(f"no such deployment: {', '.join(missing)}", field="deployments")

@@ -7,7 +7,6 @@ from tenants import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("tenants/", views.TenantListView.as_view(), name="tenant-list"),
-    path("t/<slug:tenant_slug>/", views.TenantDashboardView.as_view(), name="tenant-dashboard"),
     path("t/<slug:tenant_slug>/members/", views.MemberListView.as_view(), name="tenant-members"),
     path(
         "t/<slug:tenant_slug>/members/<int:pk>/",
@@ -19,17 +18,6 @@ urlpatterns = [
         "t/<slug:tenant_slug>/tokens/<int:pk>/revoke/",
         views.TokenRevokeView.as_view(),
         name="tenant-token-revoke",
-    ),
-    path("t/<slug:tenant_slug>/gateway/", views.GatewayView.as_view(), name="tenant-gateway"),
-    path(
-        "t/<slug:tenant_slug>/gateway/keys/<int:pk>/limits/",
-        views.GatewayKeyLimitsView.as_view(),
-        name="tenant-gateway-key-limits",
-    ),
-    path(
-        "t/<slug:tenant_slug>/gateway/keys/<int:pk>/revoke/",
-        views.GatewayKeyRevokeView.as_view(),
-        name="tenant-gateway-key-revoke",
     ),
     path("t/<slug:tenant_slug>/audit/", views.AuditLogView.as_view(), name="tenant-audit"),
 ]

@@ -115,7 +115,7 @@ def test_revoked_key_leaves_the_gateway_snapshot(world: World) -> None:
 
 
 def test_changes_bump_the_config_version_gateways_follow(world: World) -> None:
-    from gateway.sync import CONFIG_VERSION_KEY
+    from tenants.gateway_sync import CONFIG_VERSION_KEY
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     before = int(client.get(CONFIG_VERSION_KEY) or 0)

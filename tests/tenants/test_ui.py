@@ -149,7 +149,7 @@ def test_dashboard_counts_this_months_gpu_hours_from_the_replica_history(
     from django.utils import timezone
 
     from deployments.models import ReplicaChange
-    from tenants.usage import quota_usage
+    from usage.queries import quota_usage
 
     settings.PROMETHEUS_URL = "http://127.0.0.1:9"  # away: the gateway rows read 0, no error
     now = timezone.now()

@@ -1,4 +1,5 @@
-"""Seed a demo: a platform admin and two tenants with members and quotas (idempotent)."""
+"""Seed a demo: a platform admin, two tenants with members and quotas, and the default tiers
+(idempotent). In deployments, since the tiers are its own and tenants may not import it."""
 
 from __future__ import annotations
 

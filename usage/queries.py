@@ -1,12 +1,29 @@
-"""Current usage of a tenant against its quota, for the dashboard and the API."""
+"""Current usage of a tenant against its quota and the gateway's limits, for the dashboards.
+
+A read model across apps: quotas and keys (tenants), deployments and their GPU-hours
+(deployments), the gateway's limiter state in Redis and its traffic in Prometheus. It sits above
+all of them, so none of them has to reach up for it.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+from django.conf import settings
 from django.db.models import Max
+from django.utils import timezone
+from prometheus_api_client import PrometheusApiClientException
+from requests import RequestException
 
+from deployments import metrics
+from deployments.admission import tenant_gpus_in_use
+from deployments.cost import gpu_hours_and_cost, history
+from deployments.metrics import MetricsUnavailable
+from deployments.models import Deployment
+from gateway.ratelimit import LimitName, read_states
 from tenants.models import Tenant, TenantQuota
 
 
@@ -29,17 +46,10 @@ class UsageRow:
 
 
 def quota_usage(tenant: Tenant) -> list[UsageRow]:
-    # Imported here: deployments depends on tenants, not the other way round at import time.
-    from deployments.models import Deployment
-
     quota = TenantQuota.objects.get(tenant=tenant)
     deployments = Deployment.objects.for_tenant(tenant)
-    from deployments.admission import tenant_gpus_in_use
-
     totals = deployments.aggregate(widest=Max("replicas"))
     gpu_hours = _month_gpu_hours(tenant, deployments)
-    from deployments.metrics import MetricsUnavailable
-
     try:
         last_minute = gateway_traffic(tenant, "1m")
     except MetricsUnavailable:  # the dashboard still renders; these two rows read 0
@@ -62,10 +72,6 @@ def quota_usage(tenant: Tenant) -> list[UsageRow]:
 
 def _month_gpu_hours(tenant: Tenant, deployments: Any) -> float:
     """GPU-hours since the start of this month (UTC), from the replica history."""
-    from django.utils import timezone
-
-    from deployments.cost import gpu_hours_and_cost, history
-
     end = timezone.now()
     start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     totals = gpu_hours_and_cost(history(list(deployments), start, end), start, end)
@@ -116,11 +122,6 @@ def _limiter_states(
     """(used in the window, admissible now) of the tenant's RPM and TPM, then RPM and TPM per
     key (None for an unlimited one), read by the limiter's own script in one round trip; None
     when Redis is unreachable."""
-    import redis
-    from django.conf import settings
-
-    from gateway.ratelimit import LimitName, read_states
-
     wanted: list[tuple[str, LimitName, int | None, int | None]] = [
         ("", LimitName.TENANT_RPM, quota.requests_per_minute, quota.requests_burst),
         ("", LimitName.TENANT_TPM, quota.tokens_per_minute, None),
@@ -225,17 +226,10 @@ def gateway_traffic(tenant: Tenant, window: str = "24h") -> dict[tuple[str, str]
     """Per (key prefix, deployment): requests, errors and tokens over ``window``, from the
     gateway's Prometheus metrics; four queries whatever the number of keys. Raises
     ``deployments.metrics.MetricsUnavailable`` when Prometheus cannot answer."""
-    import re
-
-    from prometheus_api_client import PrometheusApiClientException
-    from requests import RequestException
-
-    from deployments.metrics import MetricsUnavailable, client
-
     if not re.fullmatch(r"[1-9][0-9]*[smhd]", window):
         raise ValueError(f"{window!r} is not a Prometheus duration")
     selector = f'tenant="{tenant.slug}"'
-    metrics = {
+    series = {
         "requests": "gateway_requests_total",
         "errors": "gateway_errors_total",
         "prompt_tokens": "gateway_prompt_tokens_total",
@@ -243,10 +237,10 @@ def gateway_traffic(tenant: Tenant, window: str = "24h") -> dict[tuple[str, str]
     }
     queries = {
         field: f"sum by (key, deployment) (increase({metric}{{{selector}}}[{window}]))"
-        for field, metric in metrics.items()
+        for field, metric in series.items()
     }
     rows: dict[tuple[str, str], dict[str, float]] = {}
-    prometheus = client()
+    prometheus = metrics.client()
     for field, query in queries.items():
         try:
             result = prometheus.custom_query(query)

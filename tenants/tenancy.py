@@ -1,9 +1,10 @@
 """Tenant scoping: the one place that decides which rows a request may see.
 
 Every tenant-owned model derives from TenantOwnedModel, whose default manager is a
-TenantScopedQuerySet. The UI base mixin (portal.views.TenantViewMixin) and the API base viewset
-(portal.api.TenantScopedViewSet) only ever reach rows through `for_tenant()`, and the isolation
-test suite fails for any URL that is not declared there, so a new view cannot forget the scope.
+TenantScopedQuerySet. The UI base mixin and the API base viewset (tenants.scoping) only ever
+reach rows through `for_tenant()`, and the isolation test suite fails for any URL that is not
+declared there, so a new view cannot forget the scope. No model imports here: tenants.models
+itself builds on these.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ times a second, so a revoked key stops working well within a second without a da
 trip per request. The portal bumps the version after each committing change. If Redis is
 unreachable the bump is lost, and the gateway's periodic full reload (every few seconds)
 catches up instead.
+
+This is the publishing side, kept low (tenants, deployments and the admin all publish; none may
+import the gateway); the gateway's config follower (``gateway/server.py``) reads the same key.
 """
 
 from __future__ import annotations
