@@ -17,10 +17,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from portal.errors import DomainError, validation_messages
 from portal.schema import DECLARED_QUERIES, query_parameter_errors
 from portal.tenancy import TenantScopedQuerySet
-from tenants.access import TenantAccess, required_rank_for, resolve_access
-from tenants.choices import Role
+from tenants.access import READ_METHODS, TenantAccess, resolve_access
 from tenants.models import ApiToken
-from tenants.roles import rank_of
 
 
 class TenantRolePermission(permissions.BasePermission):
@@ -31,8 +29,7 @@ class TenantRolePermission(permissions.BasePermission):
             return False
         token = request.auth if isinstance(request.auth, ApiToken) else None
         view.access = resolve_access(request.user, view.kwargs["tenant_slug"], token=token)
-        needed = view.required_rank(request)
-        if not view.access.allows(needed):
+        if not view.access.may(view.operation(request)):
             raise exceptions.PermissionDenied("your role in this tenant does not allow this")
         return True
 
@@ -64,23 +61,23 @@ class ApiContract(APIView):
 class TenantScopedViewSet(ApiContract, viewsets.GenericViewSet):
     """Base of every tenant API: URLs carry the tenant slug, querysets are always scoped.
 
-    `read_role`/`write_role` set the default levels; `action_roles` overrides per action.
+    Viewsets name the operations they perform (keys of tenants.roles.OPERATION_ROLES, which
+    the UI's views name too): `read_operation` and `write_operation` by method, and
+    `action_operations` per viewset action.
     """
 
     permission_classes = [TenantRolePermission]
-    read_role: str = Role.VIEWER
-    write_role: str = Role.MAINTAINER
-    action_roles: dict[str, str] = {}
+    read_operation: str = "tenant.view"
+    write_operation: str = "tenant.write"
+    action_operations: dict[str, str] = {}
     access: TenantAccess
 
-    def required_rank(self, request: Request) -> int:
-        if self.action in self.action_roles:
-            return rank_of(self.action_roles[self.action])
-        return required_rank_for(
-            request.method or "GET",
-            read_rank=rank_of(self.read_role),
-            write_rank=rank_of(self.write_role),
-        )
+    def operation(self, request: Request) -> str:
+        if self.action in self.action_operations:
+            return self.action_operations[self.action]
+        if (request.method or "GET").upper() in READ_METHODS:
+            return self.read_operation
+        return self.write_operation
 
     @property
     def tenant(self) -> Any:

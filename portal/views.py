@@ -12,9 +12,7 @@ from django.views import defaults
 from django.views.decorators.http import require_GET
 
 from portal.tenancy import TenantScopedQuerySet
-from tenants.access import TenantAccess, required_rank_for, resolve_access
-from tenants.choices import Role
-from tenants.roles import rank_of
+from tenants.access import READ_METHODS, TenantAccess, resolve_access
 
 CURRENT_TENANT_SESSION_KEY = "current_tenant"
 
@@ -26,27 +24,31 @@ def htmx_partial(request: HttpRequest) -> bool:
 
 
 class TenantViewMixin(LoginRequiredMixin):
-    """Resolves the tenant from the URL, enforces the role for the method and scopes querysets.
+    """Resolves the tenant from the URL, enforces the role for the operation and scopes
+    querysets.
 
-    Subclasses declare `read_role` / `write_role` (membership roles or PLATFORM_ADMIN); a
-    tenant the user cannot see answers 404 and an insufficient role answers 403.
+    Subclasses name the operations they perform (keys of tenants.roles.OPERATION_ROLES, which
+    the API's viewsets name too): `read_operation` for GET, `write_operation` for the other
+    methods, and `action_operations` for views that serve several actions by the URL's
+    `action`. A tenant the user cannot see answers 404 and an insufficient role answers 403.
     """
 
-    read_role: str = Role.VIEWER
-    write_role: str = Role.MAINTAINER
+    read_operation: str = "tenant.view"
+    write_operation: str = "tenant.write"
+    action_operations: dict[str, str] = {}
     tenant_url_kwarg = "tenant_slug"
     access: TenantAccess
+
+    def operation(self, request: HttpRequest, kwargs: dict[str, Any]) -> str:
+        if (request.method or "GET").upper() in READ_METHODS:
+            return self.read_operation
+        return self.action_operations.get(kwargs.get("action", ""), self.write_operation)
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return self.handle_no_permission()
         self.access = resolve_access(request.user, kwargs[self.tenant_url_kwarg])
-        needed = required_rank_for(
-            request.method or "GET",
-            read_rank=rank_of(self.read_role),
-            write_rank=rank_of(self.write_role),
-        )
-        if not self.access.allows(needed):
+        if not self.access.may(self.operation(request, kwargs)):
             raise PermissionDenied("your role in this tenant does not allow this")
         request.session[CURRENT_TENANT_SESSION_KEY] = self.access.tenant.slug
         return super().dispatch(request, *args, **kwargs)
