@@ -335,7 +335,7 @@ class DeploymentActionView(DeploymentDetailView):
                     raise DomainError("choose a revision to deploy", field="revision")
                 services.deploy_revision(ui_actor(request), deployment, int(number))
             elif action in self.ACTIONS:
-                self.ACTIONS[action](ui_actor(request), deployment)
+                self.ACTIONS[Action(action)](ui_actor(request), deployment)
             else:
                 raise Http404(f"unknown action '{action}'")
         except Forbidden as error:
