@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployments.capacity import pool_capacity
+from deployments.capacity import PoolCapacity, pool_capacity
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
 from deployments.rendering import ServingSpec
@@ -94,13 +94,18 @@ def _refuse(field_name: str, message: str) -> AdmissionRefused:
     return AdmissionRefused(message, field=field_name)
 
 
+def live_side_gpus(deployment: Deployment | None) -> int:
+    """GPUs of the side that serves now; it keeps them until a new side is promoted."""
+    if deployment is None or not (deployment.active_revision_id and deployment.active_colour):
+        return 0
+    active = deployment.active_revision
+    assert active is not None
+    return active.replicas * active.tier.gpus_per_replica
+
+
 def deployment_gpus(deployment: Deployment) -> int:
     """GPUs a deployment holds now: its active side plus the new side of a running rollout."""
-    gpus = 0
-    if deployment.active_revision_id and deployment.active_colour:
-        active = deployment.active_revision
-        assert active is not None
-        gpus += active.replicas * active.tier.gpus_per_replica
+    gpus = live_side_gpus(deployment)
     rollout = (
         Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES)
         .select_related("revision__tier")
@@ -116,6 +121,68 @@ def tenant_gpus_in_use(tenant: Tenant, exclude: Deployment | None = None) -> int
     if exclude is not None:
         deployments = deployments.exclude(pk=exclude.pk)
     return sum(deployment_gpus(d) for d in deployments)
+
+
+@dataclass(frozen=True)
+class GpuBudget:
+    """The tenant's GPU quota against a new side: what admission checks and the deploy
+    wizard's review shows, computed once (gpu_budget)."""
+
+    elsewhere: int  # held by the tenant's other deployments
+    live_side: int  # held by this deployment's serving side
+    needed: int | None  # the new side; None until a tier is chosen
+    max_gpus: int
+
+    @property
+    def in_use(self) -> int:
+        return self.elsewhere + self.live_side
+
+    @property
+    def after(self) -> int:
+        return self.in_use + (self.needed or 0)
+
+    @property
+    def over_quota(self) -> bool:
+        return self.after > self.max_gpus
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.after / max(1, self.max_gpus)))
+
+
+def gpu_budget(
+    tenant: Tenant,
+    quota: TenantQuota,
+    deployment: Deployment | None,
+    tier: Tier | None,
+    replicas: int,
+) -> GpuBudget:
+    """`replicas` of `tier` as a new side of `deployment` (None: a new deployment)."""
+    return GpuBudget(
+        elsewhere=tenant_gpus_in_use(tenant, exclude=deployment),
+        live_side=live_side_gpus(deployment),
+        needed=replicas * tier.gpus_per_replica if tier is not None else None,
+        max_gpus=quota.max_gpus,
+    )
+
+
+@dataclass(frozen=True)
+class PoolRoom:
+    """Room in the tier's node pool for the new side's replicas."""
+
+    pool: PoolCapacity | None  # None: the pool has no nodes in the cluster
+    replicas_that_fit: int
+    replicas: int
+
+    @property
+    def short(self) -> bool:
+        return self.replicas_that_fit < self.replicas
+
+
+def pool_room(tier: Tier, replicas: int, pools: dict[str, PoolCapacity]) -> PoolRoom:
+    pool = pools.get(tier.node_pool)
+    fitting = pool.replicas_that_fit(tier.gpus_per_replica) if pool is not None else 0
+    return PoolRoom(pool=pool, replicas_that_fit=fitting, replicas=replicas)
 
 
 # Where a renderer's or engine's refusal points in the request (the spec's own name otherwise).
@@ -258,31 +325,25 @@ def admit(
                 "name",
                 f"the tenant already has {count} of its {quota.max_deployments} deployments",
             )
-    new_side = values["replicas"] * tier.gpus_per_replica
-    old_side = 0
-    if deployment is not None and deployment.active_revision_id and deployment.active_colour:
-        active = deployment.active_revision
-        assert active is not None
-        old_side = active.replicas * active.tier.gpus_per_replica
-    elsewhere = tenant_gpus_in_use(tenant, exclude=deployment)
-    if elsewhere + old_side + new_side > quota.max_gpus:
+    budget = gpu_budget(tenant, quota, deployment, tier, values["replicas"])
+    new_side, old_side, elsewhere = budget.needed or 0, budget.live_side, budget.elsewhere
+    if budget.over_quota:
         sides = f"{old_side} old side + {new_side} new side" if old_side else f"{new_side}"
         raise _refuse(
             "replicas",
             f"needs {old_side + new_side} GPUs ({sides}) while {elsewhere} are in use by other "
-            f"deployments; the tenant's quota is {quota.max_gpus} GPUs",
+            f"deployments; the tenant's quota is {budget.max_gpus} GPUs",
         )
-    pools = pool_capacity()
-    pool = pools.get(tier.node_pool)
+    room = pool_room(tier, values["replicas"], pool_capacity())
+    pool = room.pool
     if pool is None:
         raise _refuse("tier", f"node pool '{tier.node_pool}' has no nodes in the cluster")
-    fitting = pool.replicas_that_fit(tier.gpus_per_replica)
-    if fitting < values["replicas"]:
+    if room.short:
         raise _refuse(
             "replicas",
-            f"node pool '{tier.node_pool}' has {pool.free} free GPUs (room for {fitting} "
-            f"replicas of {tier.gpus_per_replica} GPUs) but the new side needs "
-            f"{values['replicas']} replicas",
+            f"node pool '{tier.node_pool}' has {pool.free} free GPUs (room for "
+            f"{room.replicas_that_fit} replicas of {tier.gpus_per_replica} GPUs) but the new "
+            f"side needs {values['replicas']} replicas",
         )
     spec = complete_spec(
         tenant, request, values, deployment, name or (deployment.name if deployment else "new")
@@ -293,7 +354,7 @@ def admit(
         warnings=warnings,
         gpus_needed=new_side,
         pool_free_gpus=pool.free,
-        tenant_gpus_in_use=elsewhere + old_side,
+        tenant_gpus_in_use=budget.in_use,
     )
 
 

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from deployments import services
 from deployments.capacity import pool_capacity
 from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
+from deployments.reads import latest_rollouts
 from deployments.serializers import (
     DeploymentChangedSerializer,
     DeploymentChangeSerializer,
@@ -31,7 +32,6 @@ from deployments.serializers import (
     RolloutDetailSerializer,
     RolloutSerializer,
     TierSerializer,
-    latest_rollouts,
     node_pool_data,
     revision_base,
     serving_request,
@@ -113,6 +113,14 @@ class DeploymentViewSet(TenantScopedViewSet):
         "active_revision__created_by",
     )
     serializer_class = DeploymentSerializer
+    action_operations = {
+        "create": "deployment.create",
+        "partial_update": "deployment.change",
+        "destroy": "deployment.delete",
+        "promote": "rollout.promote",
+        "abort": "rollout.abort",
+        "rollback": "rollout.rollback",
+    }
 
     def list(self, request: Request, tenant_slug: str) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -239,6 +247,7 @@ class RolloutViewSet(DeploymentChildViewSet):
     """Rollouts of a deployment; POST deploys an existing revision (Idempotency-Key honoured)."""
 
     serializer_class = RolloutSerializer
+    action_operations = {"create": "rollout.start"}
 
     def get_queryset(self) -> QuerySet[Rollout]:
         return self.deployment.rollouts.select_related(

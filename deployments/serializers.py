@@ -2,12 +2,11 @@
 
 Input serializers only shape and type-check; every rule of the domain (names, token limits,
 quotas, capacity) is decided by deployments.services, whose DomainErrors name the field.
-The few helpers at the end (progress, endpoint) are shared with the web UI.
+endpoint() is shared with the web UI; so are the reads in deployments.reads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
@@ -15,8 +14,9 @@ from rest_framework import serializers
 
 from deployments.admission import ServingRequest
 from deployments.capacity import PoolCapacity
-from deployments.choices import STEP_ORDER, TERMINAL_STATES, RolloutState
+from deployments.choices import RolloutState
 from deployments.models import Deployment, DeploymentRevision, Rollout, RolloutEvent, Tier
+from deployments.reads import rollout_progress
 from deployments.rendering.meta import service_host
 from deployments.services import Promotion
 from deployments.serving_fields import (
@@ -136,58 +136,6 @@ class RolloutEventSerializer(serializers.ModelSerializer):
         model = RolloutEvent
         fields = ("at", "actor", "state", "message", "level", "k8s_objects")
         read_only_fields = fields
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a rollout is on its way through STEP_ORDER (terminal failures keep their step)."""
-
-    index: int
-    total: int
-    percent: int
-    step: str  # the step shown as current: the state itself, or the last one reached
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "total": self.total, "percent": self.percent}
-
-
-def rollout_progress(rollout: Rollout) -> Progress:
-    total = len(STEP_ORDER)
-    step = rollout.state
-    if step not in STEP_ORDER:
-        # Aborted, failed, rolled back: show the furthest step the rollout got to.
-        order = [str(state) for state in STEP_ORDER]
-        reached = [e.state for e in rollout.events.all() if e.state in order]
-        step = max(reached, key=order.index, default=RolloutState.PENDING)
-    index = STEP_ORDER.index(RolloutState(step))
-    return Progress(index=index, total=total, percent=round(100 * index / (total - 1)), step=step)
-
-
-def rollout_steps(rollout: Rollout) -> list[dict[str, Any]]:
-    """STEP_ORDER with each step marked done, current or to do (for the UI's steps list)."""
-    progress = rollout_progress(rollout)
-    terminal = rollout.state in TERMINAL_STATES
-    steps = []
-    for index, state in enumerate(STEP_ORDER):
-        if index < progress.index or (terminal and rollout.state == RolloutState.COMPLETED):
-            status = "done"
-        elif index == progress.index:
-            status = "failed" if terminal else "current"
-        else:
-            status = "todo"
-        steps.append({"state": state.value, "label": state.label, "status": status})
-    return steps
-
-
-def latest_rollouts(deployments: list[Deployment]) -> dict[int, Rollout]:
-    """The newest rollout of each deployment, in one query."""
-    rollouts = (
-        Rollout.objects.filter(deployment__in=deployments)
-        .select_related("revision")
-        .order_by("deployment_id", "-started_at", "-id")
-        .distinct("deployment_id")
-    )
-    return {rollout.deployment_id: rollout for rollout in rollouts}
 
 
 def endpoint(deployment: Deployment) -> str:

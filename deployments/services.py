@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from deployments import policy
 from deployments import rollout as engine
 from deployments.admission import Admission, ServingRequest, admit
 from deployments.choices import ACTIVE_STATES, RolloutState
@@ -282,7 +283,7 @@ def change_deployment(
     existing = _by_idempotency_key(deployment, idempotency_key)
     if existing is not None:
         return existing.revision, existing, []
-    if Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES).exists():
+    if policy.rollout_running(deployment):
         raise Conflict(
             f"a rollout of '{deployment.name}' is already running; wait for it, or abort it first",
             field="deployment",
@@ -366,13 +367,7 @@ def _active_rollout(deployment: Deployment) -> Rollout:
 @transaction.atomic
 def promote(actor: Actor, deployment: Deployment) -> Rollout:
     rollout = _active_rollout(deployment)
-    late = [
-        RolloutState.PROMOTING,
-        RolloutState.POST_PROMOTION,
-        RolloutState.SCALE_DOWN_DELAY,
-        RolloutState.SCALING_DOWN,
-    ]
-    if rollout.state in late:
+    if not policy.can_promote(rollout):
         raise Conflict("the rollout is already promoted", field="rollout")
     Rollout.objects.filter(pk=rollout.pk).update(promotion_requested=True)
     engine.record(rollout, actor.name, "promotion requested")
@@ -384,7 +379,7 @@ def promote(actor: Actor, deployment: Deployment) -> Rollout:
 @transaction.atomic
 def abort(actor: Actor, deployment: Deployment) -> Rollout:
     rollout = _active_rollout(deployment)
-    if rollout.state in (RolloutState.SCALING_DOWN,):
+    if not policy.can_abort(rollout):
         raise Conflict(
             "the old side is already being removed; deploy the old revision again", field="rollout"
         )
@@ -399,10 +394,7 @@ def abort(actor: Actor, deployment: Deployment) -> Rollout:
 def rollback(actor: Actor, deployment: Deployment) -> Rollout:
     """Within the scale-down window the old side is still up: flip traffic back at once."""
     rollout = Rollout.objects.filter(deployment=deployment).order_by("-started_at", "-id").first()
-    if rollout is None or rollout.state not in (
-        RolloutState.POST_PROMOTION,
-        RolloutState.SCALE_DOWN_DELAY,
-    ):
+    if rollout is None or not policy.old_side_on_standby(rollout):
         previous = deployment.revisions.exclude(id=deployment.active_revision_id or 0).first()
         hint = f" deploy revision {previous.number} again instead" if previous else ""
         raise Conflict(

@@ -18,41 +18,27 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.generic import DetailView, ListView, TemplateView
 
-from deployments import services
-from deployments.admission import deployment_gpus, tenant_gpus_in_use
+from deployments import policy, services
+from deployments.admission import deployment_gpus, gpu_budget, pool_room
 from deployments.capacity import PoolCapacity, pool_capacity
-from deployments.choices import ACTIVE_STATES, RolloutState
+from deployments.choices import ACTIVE_STATES, STEP_ORDER, TERMINAL_STATES, RolloutState
 from deployments.forms import DeploymentForm, RevisionForm, ServingForm, revision_changes
 from deployments.models import Deployment, Rollout, Tier
+from deployments.policy import Action
+from deployments.reads import latest_rollouts, rollout_progress
 from deployments.rendering.meta import service_host
-from deployments.serializers import (
-    endpoint,
-    latest_rollouts,
-    rollout_progress,
-    rollout_steps,
-)
+from deployments.serializers import endpoint
 from models_registry import fit
 from models_registry import services as registry
 from portal import kube
 from portal.errors import DomainError, Forbidden
 from portal.views import htmx_partial
-from tenants.choices import Role
+from tenants.access import TenantAccess
 from tenants.models import Tenant, TenantQuota
 from tenants.scoping import TenantViewMixin
 from tenants.views import ui_actor
 
 log = logging.getLogger(__name__)
-
-# States in which promotion is already under way or done (services.promote refuses them).
-PROMOTED_STATES = frozenset(
-    {
-        RolloutState.PROMOTING,
-        RolloutState.POST_PROMOTION,
-        RolloutState.SCALE_DOWN_DELAY,
-        RolloutState.SCALING_DOWN,
-    }
-)
-ROLLBACK_STATES = frozenset({RolloutState.POST_PROMOTION, RolloutState.SCALE_DOWN_DELAY})
 
 
 def _redirect(request: HttpRequest, url: str) -> HttpResponse:
@@ -71,10 +57,13 @@ def _pools() -> tuple[dict[str, PoolCapacity] | None, str]:
         return None, error.message
 
 
-def serving_checks(tenant: Tenant, form: ServingForm) -> dict[str, Any]:
+def serving_checks(
+    tenant: Tenant, form: ServingForm, deployment: Deployment | None = None
+) -> dict[str, Any]:
     """The live checks of a serving choice, shown by the deploy wizard and the new-revision
-    form alike: blockers, the fit table, valid quantizations, and the review's quota and node
-    pool numbers. A preview only: admission decides when Deploy is pressed."""
+    form (of `deployment`) alike: blockers, the fit table, valid quantizations, and the
+    review's quota and node pool numbers. A preview only: admission decides when Deploy is
+    pressed, from the same figures (admission.gpu_budget and pool_room)."""
     quota = TenantQuota.objects.get(tenant=tenant)
     model = form.selected_model()
     tier = form.selected_tier()
@@ -113,30 +102,41 @@ def serving_checks(tenant: Tenant, form: ServingForm) -> dict[str, Any]:
                 for row in rows
                 if row.tier.slug in tiers
             ]
-    replicas = form.number("replicas") or 1
-    # For a new revision this counts the deployment's live side too: it keeps serving (and
-    # holding its GPUs) beside the new side until promotion, as admission counts it.
-    in_use = tenant_gpus_in_use(tenant)
-    review: dict[str, Any] = {
-        "in_use": in_use,
-        "max_gpus": quota.max_gpus,
+    context["review"] = review_figures(
+        tenant, quota, deployment, tier, form.number("replicas") or 1
+    )
+    return context
+
+
+def review_figures(
+    tenant: Tenant,
+    quota: TenantQuota,
+    deployment: Deployment | None,
+    tier: Tier | None,
+    replicas: int,
+) -> dict[str, Any]:
+    """The review's quota and node pool figures, admission's own (for a new revision, the
+    deployment's live side counts: it holds its GPUs beside the new side until promotion)."""
+    budget = gpu_budget(tenant, quota, deployment, tier, replicas)
+    figures: dict[str, Any] = {
+        "in_use": budget.in_use,
+        "max_gpus": budget.max_gpus,
         "replicas": replicas,
     }
     if tier is not None:
-        needed = replicas * tier.gpus_per_replica
-        review.update(needed=needed, after=in_use + needed)
-        review["over_quota"] = in_use + needed > quota.max_gpus
-        review["percent"] = min(100, round(100 * (in_use + needed) / max(1, quota.max_gpus)))
+        figures.update(
+            needed=budget.needed,
+            after=budget.after,
+            over_quota=budget.over_quota,
+            percent=budget.percent,
+        )
         pools, pool_error = _pools()
         if pools is None:
-            review["pool_error"] = pool_error
+            figures["pool_error"] = pool_error
         else:
-            pool = pools.get(tier.node_pool)
-            review["pool"] = pool
-            fits = pool.replicas_that_fit(tier.gpus_per_replica) if pool else 0
-            review.update(pool_fits=fits, pool_short=fits < replicas)
-    context["review"] = review
-    return context
+            room = pool_room(tier, replicas, pools)
+            figures.update(pool=room.pool, pool_fits=room.replicas_that_fit, pool_short=room.short)
+    return figures
 
 
 def _apply_refusal(form: forms.Form, error: DomainError) -> None:
@@ -170,7 +170,7 @@ class DeploymentCreateView(TenantViewMixin, TemplateView):
     """The deploy wizard. GET (also HTMX on every change) previews; POST deploys."""
 
     template_name = "deployments/deployment_new.html"
-    read_role = Role.MAINTAINER
+    read_operation = write_operation = "deployment.create"
     http_method_names = ["get", "post"]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
@@ -240,8 +240,7 @@ class DeploymentDetailView(TenantViewMixin, DetailView):
         context = super().get_context_data(**kwargs)
         deployment: Deployment = self.object
         rollout = self.get_rollout(deployment)
-        can_write = self.access.can_write
-        running = deployment.rollouts.filter(state__in=ACTIVE_STATES).exists()
+        running = policy.rollout_running(deployment)
         context.update(
             revision=deployment.active_revision,
             endpoint=endpoint(deployment),
@@ -252,9 +251,8 @@ class DeploymentDetailView(TenantViewMixin, DetailView):
             revisions=deployment.revisions.select_related(
                 "tier", "model_revision", "created_by"
             ).order_by("-number"),
-            can_deploy_revision=can_write and not running,
         )
-        context.update(rollout_context(rollout, can_write))
+        context.update(rollout_context(rollout, running, self.access))
         return context
 
     def get_template_names(self) -> list[str]:
@@ -266,21 +264,39 @@ class DeploymentDetailView(TenantViewMixin, DetailView):
         return [self.template_name + ("#rollout-panel" if panel else "")]
 
 
-def rollout_context(rollout: Rollout | None, can_write: bool) -> dict[str, Any]:
+def rollout_steps(rollout: Rollout) -> list[dict[str, Any]]:
+    """STEP_ORDER with each step marked done, current or to do (for the UI's steps list)."""
+    progress = rollout_progress(rollout)
+    terminal = rollout.state in TERMINAL_STATES
+    steps = []
+    for index, state in enumerate(STEP_ORDER):
+        if index < progress.index or (terminal and rollout.state == RolloutState.COMPLETED):
+            status = "done"
+        elif index == progress.index:
+            status = "failed" if terminal else "current"
+        else:
+            status = "todo"
+        steps.append({"state": state.value, "label": state.label, "status": status})
+    return steps
+
+
+def rollout_context(rollout: Rollout | None, running: bool, access: TenantAccess) -> dict[str, Any]:
+    """The rollout panel: the rollout shown, and the actions its state and the role allow."""
+    allowed = {
+        action
+        for action in policy.allowed_actions(rollout, running=running)
+        if access.may(policy.OPERATIONS[action])
+    }
     if rollout is None:
-        return {"rollout": None}
+        return {"rollout": None, "allowed": allowed}
     active = rollout.state in ACTIVE_STATES
     return {
+        "allowed": allowed,
         "rollout": rollout,
         "progress": rollout_progress(rollout),
         "steps": rollout_steps(rollout),
         "events": list(rollout.events.all()),
         "polling": active,
-        "can_promote": can_write and active and rollout.state not in PROMOTED_STATES,
-        "can_abort": can_write and active and rollout.state != RolloutState.SCALING_DOWN,
-        "can_rollback": can_write
-        and rollout.state in ROLLBACK_STATES
-        and bool(rollout.previous_colour),
     }
 
 
@@ -302,10 +318,11 @@ class DeploymentActionView(DeploymentDetailView):
     """POST promote, abort, rollback or delete; refusals are shown in the rollout panel (422)."""
 
     http_method_names = ["post"]
+    action_operations = {str(action): operation for action, operation in policy.OPERATIONS.items()}
     ACTIONS = {
-        "promote": services.promote,
-        "abort": services.abort,
-        "rollback": services.rollback,
+        Action.PROMOTE: services.promote,
+        Action.ABORT: services.abort,
+        Action.ROLLBACK: services.rollback,
     }
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -313,16 +330,16 @@ class DeploymentActionView(DeploymentDetailView):
         action = kwargs["action"]
         detail = reverse("deployment-detail", args=[self.tenant.slug, deployment.pk])
         try:
-            if action == "delete":
+            if action == Action.DELETE:
                 services.delete_deployment(ui_actor(request), deployment)
                 return _redirect(request, reverse("deployment-list", args=[self.tenant.slug]))
-            if action == "deploy":
+            if action == Action.DEPLOY:
                 number = request.POST.get("revision", "")
                 if not number.isdigit():
                     raise DomainError("choose a revision to deploy", field="revision")
                 services.deploy_revision(ui_actor(request), deployment, int(number))
             elif action in self.ACTIONS:
-                self.ACTIONS[action](ui_actor(request), deployment)
+                self.ACTIONS[Action(action)](ui_actor(request), deployment)
             else:
                 raise Http404(f"unknown action '{action}'")
         except Forbidden as error:
@@ -344,7 +361,7 @@ class DeploymentRevisionView(TenantViewMixin, DetailView):
     model = Deployment
     template_name = "deployments/deployment_revision.html"
     context_object_name = "deployment"
-    read_role = Role.MAINTAINER
+    read_operation = write_operation = "deployment.change"
     http_method_names = ["get", "post"]
 
     def get_queryset(self) -> QuerySet[Deployment]:
@@ -371,12 +388,12 @@ class DeploymentRevisionView(TenantViewMixin, DetailView):
             changes = revision_changes(form.base, form.serving_request())
         elif not form.is_bound:
             changes = []
-        context.update(serving_checks(self.tenant, form))
+        context.update(serving_checks(self.tenant, form, deployment))
         context.update(
             form=form,
             base=form.base,
             changes=changes,
-            running=deployment.rollouts.filter(state__in=ACTIVE_STATES).exists(),
+            running=policy.rollout_running(deployment),
         )
         return context
 

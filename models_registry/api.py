@@ -29,8 +29,6 @@ from models_registry.serializers import (
 )
 from portal.schema import errors
 from tenants.api import api_actor
-from tenants.choices import Role
-from tenants.roles import PLATFORM_ADMIN
 from tenants.scoping import TenantScopedViewSet
 
 
@@ -68,7 +66,13 @@ class RegisteredModelViewSet(TenantScopedViewSet):
         "current_revision", "license_acknowledged_by", "remote_code_approved_by"
     )
     serializer_class = RegisteredModelSerializer
-    action_roles = {"acknowledge_license": Role.OWNER, "approve_remote_code": PLATFORM_ADMIN}
+    action_operations = {
+        "create": "model.register",
+        "apply_update": "model.update",
+        "destroy": "model.delete",
+        "acknowledge_license": "model.acknowledge_license",
+        "approve_remote_code": "model.approve_remote_code",
+    }
 
     def get_queryset(self) -> QuerySet[RegisteredModel]:
         return super().get_queryset()
@@ -180,7 +184,7 @@ class HubTokenViewSet(TenantScopedViewSet):
     """The tenant's Hugging Face token: members see its status, owners set, rotate, remove it."""
 
     queryset = HubCredential.objects.select_related("set_by")
-    write_role = Role.OWNER
+    write_operation = "hub_token.manage"
 
     def retrieve(self, request: Request, tenant_slug: str) -> Response:
         credential = self.get_queryset().first()

@@ -16,8 +16,6 @@ from models_registry.forms import FitForm, HubTokenForm, RegisterForm
 from models_registry.models import HubCredential, RegisteredModel
 from portal.errors import DomainError, Forbidden
 from portal.views import htmx_partial
-from tenants.choices import Role
-from tenants.roles import PLATFORM_ADMIN
 from tenants.scoping import TenantViewMixin
 from tenants.views import ui_actor
 
@@ -28,6 +26,7 @@ class ModelListView(TenantViewMixin, ListView):
     model = RegisteredModel
     template_name = "models_registry/model_list.html"
     context_object_name = "models"
+    write_operation = "model.register"
     http_method_names = ["get", "post"]
 
     def get_queryset(self) -> QuerySet[RegisteredModel]:
@@ -139,16 +138,12 @@ class ModelActionView(TenantViewMixin, DetailView):
     model = RegisteredModel
     template_name = "models_registry/model_detail.html"
     http_method_names = ["get", "post"]
-    action_roles = {
-        "acknowledge-license": Role.OWNER,
-        "approve-remote-code": PLATFORM_ADMIN,
+    action_operations = {
+        "update": "model.update",
+        "delete": "model.delete",
+        "acknowledge-license": "model.acknowledge_license",
+        "approve-remote-code": "model.approve_remote_code",
     }
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        action = kwargs["action"]
-        if action in self.action_roles:
-            self.write_role = self.action_roles[action]
-        return super().dispatch(request, *args, **kwargs)
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """GET update: the preview of what moving to the branch's newest commit changes."""
@@ -204,7 +199,7 @@ class HubTokenView(TenantViewMixin, TemplateView):
     """The tenant's Hugging Face token: status for members; owners set or rotate it."""
 
     template_name = "models_registry/hub_token.html"
-    write_role = Role.OWNER
+    write_operation = "hub_token.manage"
     http_method_names = ["get", "post"]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:

@@ -7,8 +7,9 @@ from typing import Any
 
 from django.http import Http404
 
-from tenants.choices import PLATFORM_ADMIN_RANK, ROLE_RANK, Role
+from tenants.choices import PLATFORM_ADMIN_RANK, ROLE_RANK
 from tenants.models import ApiToken, Membership, Tenant
+from tenants.roles import required_rank
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -25,16 +26,9 @@ class TenantAccess:
     def is_platform_admin(self) -> bool:
         return self.rank >= PLATFORM_ADMIN_RANK
 
-    def allows(self, required_rank: int) -> bool:
-        return self.rank >= required_rank
-
-    @property
-    def can_write(self) -> bool:
-        return self.allows(ROLE_RANK[Role.MAINTAINER])
-
-    @property
-    def is_owner(self) -> bool:
-        return self.allows(ROLE_RANK[Role.OWNER])
+    def may(self, operation: str) -> bool:
+        """Whether the role allows `operation` (a key of tenants.roles.OPERATION_ROLES)."""
+        return self.rank >= required_rank(operation)
 
 
 def resolve_access(user: Any, tenant_slug: str, token: ApiToken | None = None) -> TenantAccess:
@@ -64,7 +58,3 @@ def resolve_access(user: Any, tenant_slug: str, token: ApiToken | None = None) -
     if membership is None:
         raise Http404("tenant not found")
     return TenantAccess(tenant=tenant, rank=membership.rank, role=membership.role)
-
-
-def required_rank_for(method: str, *, read_rank: int, write_rank: int) -> int:
-    return read_rank if method.upper() in READ_METHODS else write_rank

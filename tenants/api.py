@@ -18,7 +18,6 @@ from tenants.access import resolve_access
 from tenants.audit import Actor
 from tenants.choices import ROLE_RANK, Channel, Role
 from tenants.models import ApiToken, AuditEvent, GatewayKey, Membership, Tenant, TenantQuota
-from tenants.roles import PLATFORM_ADMIN
 from tenants.scoping import TenantScopedViewSet
 from tenants.serializers import (
     ApiTokenCreateSerializer,
@@ -118,7 +117,7 @@ class MembershipViewSet(TenantScopedViewSet):
 
     queryset = Membership.objects.select_related("user")
     serializer_class = MembershipSerializer
-    write_role = Role.OWNER
+    write_operation = "member.manage"
 
     def list(self, request: Request, tenant_slug: str) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -158,10 +157,13 @@ class ApiTokenViewSet(TenantScopedViewSet):
 
     queryset = ApiToken.objects.select_related("user")
     serializer_class = ApiTokenSerializer
+    write_operation = "api_token.manage"
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         tokens = super().get_queryset()
-        return tokens if self.access.is_owner else tokens.filter(user=self.request.user)
+        if self.access.may("api_token.view_all"):
+            return tokens
+        return tokens.filter(user=self.request.user)
 
     def list(self, request: Request, tenant_slug: str) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -203,7 +205,7 @@ class GatewayKeyViewSet(TenantScopedViewSet):
 
     queryset = GatewayKey.objects.select_related("created_by").prefetch_related("deployments")
     serializer_class = GatewayKeySerializer
-    write_role = Role.OWNER
+    write_operation = "gateway_key.manage"
 
     def list(self, request: Request, tenant_slug: str) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -241,7 +243,7 @@ class QuotaViewSet(TenantScopedViewSet):
     """The tenant's quota: members read it, platform admins change it."""
 
     serializer_class = QuotaSerializer
-    write_role = PLATFORM_ADMIN
+    write_operation = "quota.change"
 
     def get_quota(self) -> TenantQuota:
         try:

@@ -18,37 +18,39 @@ from rest_framework import exceptions, permissions, viewsets
 from rest_framework.request import Request
 
 from portal.api import ApiContract
-from tenants.access import TenantAccess, required_rank_for, resolve_access
-from tenants.choices import Role
+from tenants.access import READ_METHODS, TenantAccess, resolve_access
 from tenants.models import ApiToken
-from tenants.roles import rank_of
 from tenants.tenancy import TenantScopedQuerySet
 
 CURRENT_TENANT_SESSION_KEY = "current_tenant"
 
 
 class TenantViewMixin(LoginRequiredMixin):
-    """Resolves the tenant from the URL, enforces the role for the method and scopes querysets.
+    """Resolves the tenant from the URL, enforces the role for the operation and scopes
+    querysets.
 
-    Subclasses declare `read_role` / `write_role` (membership roles or PLATFORM_ADMIN); a
-    tenant the user cannot see answers 404 and an insufficient role answers 403.
+    Subclasses name the operations they perform (keys of tenants.roles.OPERATION_ROLES, which
+    the API's viewsets name too): `read_operation` for GET, `write_operation` for the other
+    methods, and `action_operations` for views that serve several actions by the URL's
+    `action`. A tenant the user cannot see answers 404 and an insufficient role answers 403.
     """
 
-    read_role: str = Role.VIEWER
-    write_role: str = Role.MAINTAINER
+    read_operation: str = "tenant.view"
+    write_operation: str = "tenant.write"
+    action_operations: dict[str, str] = {}
     tenant_url_kwarg = "tenant_slug"
     access: TenantAccess
+
+    def operation(self, request: HttpRequest, kwargs: dict[str, Any]) -> str:
+        if (request.method or "GET").upper() in READ_METHODS:
+            return self.read_operation
+        return self.action_operations.get(kwargs.get("action", ""), self.write_operation)
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return self.handle_no_permission()
         self.access = resolve_access(request.user, kwargs[self.tenant_url_kwarg])
-        needed = required_rank_for(
-            request.method or "GET",
-            read_rank=rank_of(self.read_role),
-            write_rank=rank_of(self.write_role),
-        )
-        if not self.access.allows(needed):
+        if not self.access.may(self.operation(request, kwargs)):
             raise PermissionDenied("your role in this tenant does not allow this")
         request.session[CURRENT_TENANT_SESSION_KEY] = self.access.tenant.slug
         return super().dispatch(request, *args, **kwargs)
@@ -79,8 +81,7 @@ class TenantRolePermission(permissions.BasePermission):
             return False
         token = request.auth if isinstance(request.auth, ApiToken) else None
         view.access = resolve_access(request.user, view.kwargs["tenant_slug"], token=token)
-        needed = view.required_rank(request)
-        if not view.access.allows(needed):
+        if not view.access.may(view.operation(request)):
             raise exceptions.PermissionDenied("your role in this tenant does not allow this")
         return True
 
@@ -88,23 +89,23 @@ class TenantRolePermission(permissions.BasePermission):
 class TenantScopedViewSet(ApiContract, viewsets.GenericViewSet):
     """Base of every tenant API: URLs carry the tenant slug, querysets are always scoped.
 
-    `read_role`/`write_role` set the default levels; `action_roles` overrides per action.
+    Viewsets name the operations they perform (keys of tenants.roles.OPERATION_ROLES, which
+    the UI's views name too): `read_operation` and `write_operation` by method, and
+    `action_operations` per viewset action.
     """
 
     permission_classes = [TenantRolePermission]
-    read_role: str = Role.VIEWER
-    write_role: str = Role.MAINTAINER
-    action_roles: dict[str, str] = {}
+    read_operation: str = "tenant.view"
+    write_operation: str = "tenant.write"
+    action_operations: dict[str, str] = {}
     access: TenantAccess
 
-    def required_rank(self, request: Request) -> int:
-        if self.action in self.action_roles:
-            return rank_of(self.action_roles[self.action])
-        return required_rank_for(
-            request.method or "GET",
-            read_rank=rank_of(self.read_role),
-            write_rank=rank_of(self.write_role),
-        )
+    def operation(self, request: Request) -> str:
+        if self.action in self.action_operations:
+            return self.action_operations[self.action]
+        if (request.method or "GET").upper() in READ_METHODS:
+            return self.read_operation
+        return self.write_operation
 
     @property
     def tenant(self) -> Any:

@@ -69,7 +69,7 @@ class MemberListView(TenantViewMixin, ListView):
     model = Membership
     template_name = "tenants/members.html"
     context_object_name = "memberships"
-    write_role = Role.OWNER
+    write_operation = "member.manage"
     http_method_names = ["get", "post"]
 
     def get_queryset(self) -> QuerySet[Membership]:
@@ -130,11 +130,14 @@ class TokenListView(TenantViewMixin, ListView):
     model = ApiToken
     template_name = "tenants/tokens.html"
     context_object_name = "tokens"
+    write_operation = "api_token.manage"
     http_method_names = ["get", "post"]
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         tokens = super().get_queryset().select_related("user")
-        return tokens if self.access.is_owner else tokens.filter(user=self.request.user)
+        if self.access.may("api_token.view_all"):
+            return tokens
+        return tokens.filter(user=self.request.user)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)

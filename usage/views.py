@@ -20,7 +20,6 @@ from deployments.models import Deployment
 from portal.errors import DomainError
 from portal.views import apply_domain_error, htmx_partial
 from tenants import services
-from tenants.choices import Role
 from tenants.forms import CreateGatewayKeyForm, GatewayKeyLimitsForm
 from tenants.models import AuditEvent, GatewayKey, Membership
 from tenants.scoping import TenantViewMixin
@@ -46,7 +45,7 @@ class GatewayView(TenantViewMixin, TemplateView):
 
     template_name = "tenants/gateway.html"
     http_method_names = ["get", "post"]
-    write_role = Role.OWNER
+    write_operation = "gateway_key.manage"
 
     def keys(self) -> list[GatewayKey]:
         return list(
