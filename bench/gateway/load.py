@@ -4,7 +4,8 @@ Two measurements, both against one or more *targets* (a base URL such as
 ``http://127.0.0.1:5001/v1``, a bearer key and a model name):
 
 * latency: requests one at a time; with several targets they are interleaved (request i goes to
-  every target before request i + 1 goes to any), so a drift of the machine hits all alike;
+  every target before request i + 1 goes to any, in an order rotated every round), so a drift
+  of the machine, and a target's leftover work after it answers, hits all alike;
 * throughput: C concurrent clients send back to back for T seconds; requests/s and errors.
 
 Each request is a small chat completion (one short user message, ``max_tokens`` cycling 1..4),
@@ -136,7 +137,10 @@ async def measure_latency(
             for index in range(warmup):
                 await one_request(sessions[target.name], target, index, stream=stream)
         for index in range(requests):
-            for target in targets:
+            # Rotated each round: a target must not always follow the same one (LiteLLM keeps
+            # working after it answers, which slowed whichever target came next).
+            shift = index % len(targets)
+            for target in targets[shift:] + targets[:shift]:
                 started = time.perf_counter()
                 try:
                     await one_request(sessions[target.name], target, index, stream=stream)
