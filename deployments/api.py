@@ -99,7 +99,7 @@ class NodePoolViewSet(ApiContract, viewsets.ViewSet):
             **errors(503),
         },
     ),
-    destroy=extend_schema(responses={204: None, **errors(503)}),
+    destroy=extend_schema(responses={202: DeploymentSerializer}),
 )
 class DeploymentViewSet(TenantScopedViewSet):
     """Deployments of a tenant: viewers read; maintainers create, change, delete, steer rollouts."""
@@ -181,8 +181,11 @@ class DeploymentViewSet(TenantScopedViewSet):
         )
 
     def destroy(self, request: Request, tenant_slug: str, pk: str) -> Response:
-        services.delete_deployment(api_actor(request), self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        """Accepted: the deployment stops serving now and goes once a worker removed its
+        Kubernetes objects (``deleting`` and ``deletion_step`` show where that is)."""
+        deployment = services.delete_deployment(api_actor(request), self.get_object())
+        deployment = self.get_queryset().get(pk=deployment.pk)
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
     def _steer(self, request: Request, operation: Any) -> Response:
         rollout = operation(api_actor(request), self.get_object())

@@ -51,3 +51,14 @@ class PromotionMode(models.TextChoices):
     AUTOMATIC = "automatic", "Automatic, once checks pass"
     AFTER_DELAY = "after_delay", "Automatic, after a delay"
     MANUAL = "manual", "Manual"
+
+
+class DeletionStep(models.TextChoices):
+    """Where a deployment's deletion is, in order (deployments/deletion.py runs them)."""
+
+    WAITING = "waiting", "Waiting for the running rollout step"
+    KUBERNETES = "kubernetes", "Removing Kubernetes objects"
+    RECORDS = "records", "Removing records"
+
+
+DELETION_ORDER = [DeletionStep.WAITING, DeletionStep.KUBERNETES, DeletionStep.RECORDS]

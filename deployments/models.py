@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from deployments.choices import ACTIVE_STATES, Colour, PromotionMode, RolloutState
+from deployments.choices import ACTIVE_STATES, Colour, DeletionStep, PromotionMode, RolloutState
 from deployments.rendering.constants import DEPLOYMENT_NAME_MAX
 from engines import DEFAULT_ENGINE, ENGINES, engine_choices
 from tenants.tenancy import TenantOwnedModel
@@ -110,6 +110,11 @@ class Deployment(TenantOwnedModel):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     deleting = models.BooleanField(default=False)
+    # The deletion's progress (deployments/deletion.py): its step, and when a worker last worked
+    # on it, so the reconciler can tell a lost deletion task from a running one.
+    deletion_step = models.CharField(max_length=16, choices=DeletionStep.choices, blank=True)
+    deletion_requested_at = models.DateTimeField(null=True, blank=True)
+    deletion_progress_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("name",)

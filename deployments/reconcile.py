@@ -1,6 +1,7 @@
 """The level-triggered reconciler: converge PostgreSQL's intent and the cluster's state.
 
-One pass (a) re-drives every unfinished rollout that no worker is driving and (b) checks every
+One pass (a) re-drives every unfinished rollout and every deletion that no worker is driving
+(deletion.stalled) and (b) checks every
 settled deployment against the cluster — its serving colour's Deployment exists and its active
 Service selects that colour — with one LIST per kind whatever the number of deployments, and
 re-applies what drifted.
@@ -15,6 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
+from deployments import deletion
 from deployments import rollout as engine
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Deployment, Rollout
@@ -33,6 +35,7 @@ PAGE = 500
 @dataclass
 class ReconcileReport:
     stalled_rollouts: list[int] = field(default_factory=list)
+    stalled_deletions: list[int] = field(default_factory=list)
     checked: int = 0
     repaired: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -51,7 +54,10 @@ def _list_all(list_call: Any) -> list[Any]:
 
 def reconcile_pass(repair: bool = True) -> ReconcileReport:
     started = time.perf_counter()
-    report = ReconcileReport(stalled_rollouts=engine.needs_driving())
+    report = ReconcileReport(
+        stalled_rollouts=engine.needs_driving(),
+        stalled_deletions=deletion.stalled(claim=repair),
+    )
     rolling = set(
         Rollout.objects.filter(state__in=ACTIVE_STATES).values_list("deployment_id", flat=True)
     )

@@ -242,6 +242,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "current_rollout",
             "endpoint",
             "deleting",
+            "deletion_step",
             "created_at",
         )
         read_only_fields = fields

@@ -4,8 +4,6 @@ Views, API viewsets and Celery tasks all call these; the rollout steps live in r
 
 from __future__ import annotations
 
-import contextlib
-import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -19,7 +17,7 @@ from django.utils import timezone
 from deployments import policy
 from deployments import rollout as engine
 from deployments.admission import Admission, ServingRequest, admit
-from deployments.choices import ACTIVE_STATES, RolloutState
+from deployments.choices import ACTIVE_STATES, DeletionStep, RolloutState
 from deployments.models import (
     Deployment,
     DeploymentRevision,
@@ -27,13 +25,11 @@ from deployments.models import (
     Tier,
     default_engine_images,
 )
-from deployments.rendering import download_job_name, other_colour
+from deployments.rendering import other_colour
 from deployments.rendering.constants import DEPLOYMENT_NAME_MAX, LABEL_POOL, PREVIEW_SUFFIX
-from deployments.rendering.meta import root_name, weights_pvc_name
 from deployments.serving_fields import PROMOTION_DEFAULTS, PROMOTION_SCHEMA, out_of_range
-from deployments.specs import serving_spec
 from deployments.tasks import advance_rollout
-from portal import kube
+from deployments.tasks import delete_deployment as delete_deployment_task
 from portal.errors import Conflict, DomainError
 from tenants import audit, gateway_sync
 from tenants.audit import Actor
@@ -279,7 +275,7 @@ def change_deployment(
     """A changed spec is a new immutable revision, rolled out blue/green."""
     promotion = promotion or Promotion()
     _validate_promotion(promotion)
-    _lock(deployment)
+    _lock_live(deployment)
     existing = _by_idempotency_key(deployment, idempotency_key)
     if existing is not None:
         return existing.revision, existing, []
@@ -307,6 +303,15 @@ def _lock(deployment: Deployment) -> None:
     Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
 
 
+def _lock_live(deployment: Deployment) -> None:
+    """_lock, and refuse a deployment being deleted: a new rollout would outlive its objects."""
+    locked = Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+    if locked is None or locked.deleting:
+        raise Conflict(
+            f"'{deployment.name}' is being deleted", field="deployment", code="deployment_deleting"
+        )
+
+
 def _by_idempotency_key(deployment: Deployment, key: str) -> Rollout | None:
     if not key:
         return None
@@ -324,7 +329,7 @@ def deploy_revision(
     """Roll out an existing revision (e.g. an older one); returns (rollout, created)."""
     promotion = promotion or Promotion()
     _validate_promotion(promotion)
-    _lock(deployment)
+    _lock_live(deployment)
     existing = _by_idempotency_key(deployment, idempotency_key)
     if existing is not None:
         return existing, False
@@ -410,53 +415,29 @@ def rollback(actor: Actor, deployment: Deployment) -> Rollout:
     return rollout
 
 
-def _wait_for_running_step(deployment: Deployment) -> None:
-    """A worker inside a step may still apply objects (the root among them); deleting before it
-    is done would leave those orphaned. The rollout is stopped already, so no new step starts;
-    wait until the running one gives its lease back, or the lease expires."""
-    deadline = time.monotonic() + settings.ROLLOUT_CLAIM_SECONDS
-    while time.monotonic() < deadline:
-        claimed = Rollout.objects.filter(deployment=deployment, claimed_until__gt=timezone.now())
-        if not claimed.exists():
-            return
-        time.sleep(0.1)
-
-
-def delete_deployment(actor: Actor, deployment: Deployment) -> None:
-    """Remove every Kubernetes object of the deployment, then its rows."""
-    with transaction.atomic():
-        Deployment.objects.filter(pk=deployment.pk).update(deleting=True)
+@transaction.atomic
+def delete_deployment(actor: Actor, deployment: Deployment) -> Deployment:
+    """Request the deletion: routing and rollouts stop now, a task removes the Kubernetes
+    objects and then the rows (deployments/deletion.py). Asking again only re-sends the task."""
+    _lock(deployment)
+    requested = Deployment.objects.filter(pk=deployment.pk, deleting=False).update(
+        deleting=True,
+        deletion_step=DeletionStep.WAITING,
+        deletion_requested_at=timezone.now(),
+        deletion_progress_at=timezone.now(),
+    )
+    if requested:
         gateway_sync.config_changed()  # stop routing to it before its objects go
         Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES).update(
             state=RolloutState.ABORTED,
             failure_reason="the deployment was deleted",
             finished_at=timezone.now(),
         )
-    _wait_for_running_step(deployment)
-    revision = deployment.revisions.first()
-    namespace = deployment.tenant.namespace
-    if revision is not None:
-        spec = serving_spec(revision)
-        # Everything else is owned by the root: Kubernetes' garbage collector removes it.
-        kube.delete("v1", "ConfigMap", root_name(spec), namespace)
-    # Weights volumes belong to model commits; keep those another deployment still uses.
-    commit = ("model_revision__model__repo_id", "model_revision__commit_sha")
-    still_used = set(
-        DeploymentRevision.objects.filter(deployment__tenant=deployment.tenant)
-        .exclude(deployment=deployment)
-        .values_list(*commit)
-    )
-    unused: dict[tuple[str, str], DeploymentRevision] = {}
-    for revision in deployment.revisions.select_related("model_revision__model"):
-        key = (revision.model_revision.model.repo_id, revision.model_revision.commit_sha)
-        if key not in still_used:
-            unused.setdefault(key, revision)
-    for key, revision in unused.items():
-        with contextlib.suppress(kube.ClusterUnavailable):
-            kube.delete("batch/v1", "Job", download_job_name(serving_spec(revision)), namespace)
-        kube.delete("v1", "PersistentVolumeClaim", weights_pvc_name(*key), namespace)
-    with transaction.atomic():
         audit.record(actor, "deployment.delete", deployment, tenant=deployment.tenant)
-        Rollout.objects.filter(deployment=deployment).delete()
-        Deployment.objects.filter(pk=deployment.pk).update(active_revision=None)
-        deployment.delete()
+    transaction.on_commit(lambda: _kick_deletion(deployment.pk))
+    deployment.refresh_from_db()
+    return deployment
+
+
+def _kick_deletion(deployment_id: int) -> None:
+    delete_deployment_task.delay(deployment_id)

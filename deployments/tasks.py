@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from deployments import cost, rollout
+from deployments import cost, deletion, rollout
 from deployments.reconcile import reconcile_pass
 
 # Polls are short and chained: a countdown longer than the broker's visibility timeout would
@@ -30,14 +30,30 @@ def advance_rollout(rollout_id: int) -> None:
         advance_rollout.apply_async((rollout_id,), countdown=min(delay, MAX_POLL_SECONDS))
 
 
+@shared_task(name="deployments.tasks.delete_deployment", acks_late=True)
+def delete_deployment(deployment_id: int) -> None:
+    """Run the deletion's steps that are ready and schedule the next poll (deletion.py)."""
+    delay = deletion.advance(deployment_id)
+    for _ in range(MAX_STEPS_PER_TASK - 1):
+        if delay != 0:
+            break
+        delay = deletion.advance(deployment_id)
+    if delay is not None:
+        delete_deployment.apply_async((deployment_id,), countdown=min(delay, MAX_POLL_SECONDS))
+
+
 @shared_task(name="deployments.tasks.reconcile_rollouts")
 def reconcile_rollouts() -> dict[str, Any]:
-    """Level-triggered: re-drive unfinished rollouts nobody drives, repair drifted deployments."""
+    """Level-triggered: re-drive unfinished rollouts and deletions nobody drives, repair
+    drifted deployments."""
     report = reconcile_pass()
     for rollout_id in report.stalled_rollouts:
         advance_rollout.delay(rollout_id)
+    for deployment_id in report.stalled_deletions:
+        delete_deployment.delay(deployment_id)
     return {
         "stalled": report.stalled_rollouts,
+        "stalled_deletions": report.stalled_deletions,
         "checked": report.checked,
         "repaired": report.repaired,
     }

@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.generic import DetailView, ListView, TemplateView
 
-from deployments import policy, services
+from deployments import deletion, policy, services
 from deployments.admission import deployment_gpus, gpu_budget, pool_room
 from deployments.capacity import PoolCapacity, pool_capacity
 from deployments.choices import ACTIVE_STATES, STEP_ORDER, TERMINAL_STATES, RolloutState
@@ -47,6 +47,15 @@ def _redirect(request: HttpRequest, url: str) -> HttpResponse:
         response["HX-Location"] = url
         return response
     return HttpResponseRedirect(url)
+
+
+def _htmx_target(request: HttpRequest) -> str | None:
+    """The id of the element an HTMX fragment request targets (None for a page)."""
+    htmx = getattr(request, "htmx", None)
+    if not htmx_partial(request) or htmx is None:
+        return None
+    target = htmx.target
+    return target if isinstance(target, str) else None
 
 
 def _pools() -> tuple[dict[str, PoolCapacity] | None, str]:
@@ -163,7 +172,13 @@ class DeploymentListView(TenantViewMixin, ListView):
             deployment.latest_rollout = rollouts.get(deployment.pk)
             deployment.gpus = deployment_gpus(deployment)
         context["deployments"] = deployments
+        # The table polls while a deletion runs, until the deployment has left it.
+        context["deleting"] = any(d.deleting for d in deployments)
         return context
+
+    def get_template_names(self) -> list[str]:
+        table = _htmx_target(self.request) == "deployments-table"
+        return [self.template_name + ("#deployments-table" if table else "")]
 
 
 class DeploymentCreateView(TenantViewMixin, TemplateView):
@@ -253,15 +268,30 @@ class DeploymentDetailView(TenantViewMixin, DetailView):
             ).order_by("-number"),
         )
         context.update(rollout_context(rollout, running, self.access))
+        if deployment.deleting:
+            # Nothing can be done to a deployment on its way out: its page shows the way.
+            context.update(allowed=frozenset(), deletion_steps=deletion.progress(deployment))
         return context
 
+    def _panel(self) -> str | None:
+        """The panel an HTMX request of the page's own targets (its polling, its buttons). The
+        HX-Location navigation that follows Deploy, Promote or Roll back targets the body and
+        must get the whole page, not a panel alone."""
+        target = _htmx_target(self.request)
+        return target if target in ("rollout-panel", "deletion-panel") else None
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().get(request, *args, **kwargs)
+        except Http404:
+            # The deletion the panel polls is done: the deployment is gone, so is its page.
+            if self._panel() != "deletion-panel":
+                raise
+            return _redirect(request, reverse("deployment-list", args=[self.tenant.slug]))
+
     def get_template_names(self) -> list[str]:
-        # Only the panel's own requests (its polling, its buttons) target #rollout-panel. The
-        # HX-Location navigation that follows Deploy, Promote or Roll back targets the body and
-        # must get the whole page, not the panel alone.
-        htmx = getattr(self.request, "htmx", None)
-        panel = htmx_partial(self.request) and htmx is not None and htmx.target == "rollout-panel"
-        return [self.template_name + ("#rollout-panel" if panel else "")]
+        panel = self._panel()
+        return [self.template_name + (f"#{panel}" if panel else "")]
 
 
 def rollout_steps(rollout: Rollout) -> list[dict[str, Any]]:
@@ -331,8 +361,9 @@ class DeploymentActionView(DeploymentDetailView):
         detail = reverse("deployment-detail", args=[self.tenant.slug, deployment.pk])
         try:
             if action == Action.DELETE:
+                # A task removes it; its page shows how far, then sends on to the list.
                 services.delete_deployment(ui_actor(request), deployment)
-                return _redirect(request, reverse("deployment-list", args=[self.tenant.slug]))
+                return _redirect(request, detail)
             if action == Action.DEPLOY:
                 number = request.POST.get("revision", "")
                 if not number.isdigit():

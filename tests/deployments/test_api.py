@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from deployments import tasks
 from deployments.choices import RolloutState
 from deployments.models import Deployment, DeploymentRevision, Rollout, RolloutEvent, Tier
 from models_registry import services as registry
@@ -368,10 +369,18 @@ def test_deploying_an_unknown_revision_names_the_field(world: World, maintainer:
     assert "no revision 7" in refusal(response, 400, "revision")
 
 
-def test_delete_removes_the_deployment(world: World, maintainer: Client) -> None:
+def test_delete_is_accepted_then_a_worker_removes_the_deployment(
+    world: World, maintainer: Client
+) -> None:
     deployment = world.objects["deployment_a"]
     url = reverse("api-deployment-detail", args=[world.tenant_a.slug, deployment.pk])
-    assert maintainer.delete(url).status_code == 204
+    response = maintainer.delete(url)
+    assert response.status_code == 202
+    assert response.json()["id"] == deployment.pk
+    assert response.json()["deleting"] is True
+    assert response.json()["deletion_step"] == "waiting"
+    assert maintainer.get(url).json()["deleting"] is True
+    tasks.delete_deployment(deployment.pk)  # what the worker runs
     assert not Deployment.objects.filter(pk=deployment.pk).exists()
     assert maintainer.get(url).status_code == 404
 

@@ -130,7 +130,7 @@ def test_second_revision_goes_green_then_rolls_back_instantly(fleet: Fleet, engi
 def test_deleting_a_deployment_removes_all_its_objects(fleet: Fleet) -> None:
     deployment, rollout = fleet.deploy()
     fleet.wait_state(rollout, S.COMPLETED)
-    services.delete_deployment(fleet.actor, deployment)
+    fleet.delete(deployment)
     assert not Deployment.objects.filter(pk=deployment.pk).exists()
     ns = fleet.tenant.namespace
     selector = "inference.portal/deployment=chat"

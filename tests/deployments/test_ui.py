@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from prometheus_api_client import PrometheusConnect
 
-from deployments import admission, views
+from deployments import admission, deletion, tasks, views
 from deployments.capacity import PoolCapacity
 from deployments.choices import RolloutState
 from deployments.models import Deployment, DeploymentRevision
@@ -228,13 +228,38 @@ def test_refused_actions_show_their_reason_in_the_panel(world: World) -> None:
     assert "acknowledge" in response.content.decode()
 
 
-def test_delete_from_the_page(world: World) -> None:
+def test_delete_from_the_page_shows_its_progress_until_it_is_gone(world: World) -> None:
     deployment = world.objects["deployment_a"]
+    client = world.client_for("maintainer_a")
     url = reverse("deployment-action", args=[world.tenant_a.slug, deployment.pk, "delete"])
-    response = world.client_for("maintainer_a").post(url)
-    assert response.status_code == 302
-    assert response["Location"] == reverse("deployment-list", args=[world.tenant_a.slug])
-    assert not Deployment.objects.filter(pk=deployment.pk).exists()
+    response = client.post(url)
+    assert response.status_code == 302 and response["Location"] == detail_url(world)
+
+    html = client.get(detail_url(world)).content.decode()
+    assert 'data-testid="deletion-panel"' in html and "Deleting…" in html
+    assert re.findall(r'<li class="step-current" data-step="(\w+)"', html) == ["waiting"]
+    assert "Delete deployment" not in html and "New revision" not in html
+    listed = client.get(reverse("deployment-list", args=[world.tenant_a.slug])).content.decode()
+    assert "Deleting…" in listed and 'hx-trigger="every 2s"' in listed
+
+    deletion.advance(deployment.pk)  # the worker: nothing runs, on to the cluster
+    poll = {**HTMX, "HTTP_HX_TARGET": "deletion-panel"}
+    panel = client.get(detail_url(world), **poll).content.decode()
+    assert panel.lstrip().startswith('<section id="deletion-panel"')
+    assert re.findall(r'<li class="step-current" data-step="(\w+)"', panel) == ["kubernetes"]
+
+    tasks.delete_deployment(deployment.pk)
+    gone = client.get(detail_url(world), **poll)
+    assert gone.status_code == 204
+    assert gone["HX-Location"] == reverse("deployment-list", args=[world.tenant_a.slug])
+    table = client.get(
+        reverse("deployment-list", args=[world.tenant_a.slug]),
+        HTTP_HX_TARGET="deployments-table",
+        **HTMX,
+    ).content.decode()
+    assert table.lstrip().startswith('<div id="deployments-table">')
+    assert "alpha-chat" not in table
+    assert client.get(detail_url(world)).status_code == 404
 
 
 def test_other_tenants_deployment_is_not_found(world: World) -> None:

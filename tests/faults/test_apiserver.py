@@ -87,5 +87,5 @@ def test_apiserver_restarted_mid_rollout_under_traffic(fleet: Fleet, gateways: G
     after = [chat(gateway.url, key) for _ in range(10)]
     assert [r.status_code for r in after] == [200] * 10, [r.text for r in after]
 
-    services.delete_deployment(fleet.actor, deployment)
+    fleet.delete(deployment)
     assert_nothing_left(fleet)

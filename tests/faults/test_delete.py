@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
 from django.db import connection
 
+from deployments import deletion, services
 from deployments import rollout as engine
-from deployments import services
 from deployments.admission import ServingRequest
 from deployments.models import Deployment, Tier
 from models_registry import services as registry
@@ -32,7 +33,9 @@ def test_delete_during_a_step_leaves_no_object_behind(
     admin = Actor(world.users["admin"], "cli")
     tenant_services.update_quota(admin, cluster_tenant, {"allowed_tiers": ["a100-80g"]})
     registry.acknowledge_license(Actor(world.users["owner_a"], "cli"), world.objects["model_a"])
-    monkeypatch.setattr(services, "_kick", lambda rollout_id: None)  # this test is the worker
+    # This test is the worker, of the rollout and of the deletion.
+    monkeypatch.setattr(services, "_kick", lambda rollout_id: None)
+    monkeypatch.setattr(services, "_kick_deletion", lambda deployment_id: None)
     actor = Actor(world.users["maintainer_a"], "api")
     deployment, rollout, _ = services.create_deployment(
         actor,
@@ -52,6 +55,10 @@ def test_delete_during_a_step_leaves_no_object_behind(
     def delete() -> None:
         try:
             services.delete_deployment(actor, Deployment.objects.get(pk=deployment.pk))
+            delay = deletion.advance(deployment.pk)
+            while delay is not None:
+                time.sleep(delay)
+                delay = deletion.advance(deployment.pk)
         finally:
             connection.close()
 

@@ -106,7 +106,7 @@ def test_weights_download_retries_while_the_hub_is_unreachable(fleet: Fleet) -> 
     assert fleet.k8s.apps.list_namespaced_deployment(namespace).items == []
     assert fleet.k8s.batch.list_namespaced_job(namespace).items[0].status.succeeded is None
 
-    services.delete_deployment(fleet.actor, deployment)
+    fleet.delete(deployment)
     assert not Deployment.objects.filter(pk=deployment.pk).exists()
     assert_nothing_left(fleet)
 
@@ -129,5 +129,5 @@ def test_a_hub_failure_during_the_download_only_delays_the_rollout(
     ).items
     assert sum(s.restart_count for p in pods for s in p.status.container_statuses or []) >= 1
 
-    services.delete_deployment(fleet.actor, deployment)
+    fleet.delete(deployment)
     assert_nothing_left(fleet)

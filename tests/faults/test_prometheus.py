@@ -57,5 +57,5 @@ def test_prometheus_down_degrades_only_the_metrics(fleet: Fleet, settings: Any) 
     assert detail.json()["active_colour"] == rollout.colour
     assert viewer.get(reverse("api-deployment-list", args=[slug])).status_code == 200
 
-    services.delete_deployment(fleet.actor, deployment)
+    fleet.delete(deployment)
     assert_nothing_left(fleet)

@@ -80,5 +80,5 @@ def test_redis_killed_mid_rollout_under_traffic(
         assert time.monotonic() - started < 15  # well inside one refill (20 s at 3 RPM)
         assert limited == [2, 1, 0], limited
 
-        services.delete_deployment(fleet.actor, deployment)
+        fleet.delete(deployment)
     assert_nothing_left(fleet)

@@ -582,10 +582,11 @@ ROUTES += [
         BAD_LIMITS,
         json=True,
     ),
+    # Accepted: a worker removes it (deployments/deletion.py).
     Route(
         "api-deployment-detail",
         "delete",
-        writes(204, least="maintainer_a", api=True),
+        writes(202, least="maintainer_a", api=True),
         deployment_in_a,
     ),
     # Nothing to promote, abort or roll back: 409 for those allowed to ask.
