@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -363,13 +363,30 @@ def _run(query: Query) -> list[dict[str, Any]]:
     return query.run(_thread_client())
 
 
-def query_all(queries: list[Query]) -> list[list[dict[str, Any]]]:
+Answers = list[list[dict[str, Any]]]
+
+
+def submit(queries: list[Query]) -> Callable[[], Answers]:
+    """Start the queries (QUERY_CONCURRENCY at a time, behind any started before); the function
+    returned waits for the answers, in query order.
+
+    A page starts all of its panels' queries before it waits for any, so they share rounds.
+    Waiting raises MetricsUnavailable (the first failure) when Prometheus cannot answer.
+    """
+    futures = [_pool.submit(_run, query) for query in queries]
+
+    def answers() -> Answers:
+        return [future.result() for future in futures]
+
+    return answers
+
+
+def query_all(queries: list[Query]) -> Answers:
     """Run the queries concurrently (QUERY_CONCURRENCY at a time); answers in query order.
 
     Raises MetricsUnavailable (the first failure) when Prometheus cannot answer.
     """
-    futures = [_pool.submit(_run, query) for query in queries]
-    return [future.result() for future in futures]
+    return submit(queries)()
 
 
 def ask(call: Any, *args: Any) -> list[dict[str, Any]]:
@@ -407,13 +424,24 @@ def tenant_panels(
     ``{panel name: {(deployment, colour): value}}``; a panel with no data maps to ``{}``.
     Raises MetricsUnavailable when Prometheus cannot answer.
     """
+    return start_tenant_panels(namespace, window, panels=panels)()
+
+
+def start_tenant_panels(
+    namespace: str, window: str = "1m", *, panels: Iterable[str] | None = None
+) -> Callable[[], dict[str, dict[Key, float]]]:
+    """``tenant_panels`` started now (see ``submit``); call the result for its answer."""
     _checked(namespace, window)
     selected = _select(panels, PANELS)
-    answers = query_all([Query.instant(panel.query(namespace, window)) for panel in selected])
-    return {
-        panel.name: _instant(panel, samples)
-        for panel, samples in zip(selected, answers, strict=True)
-    }
+    answers = submit([Query.instant(panel.query(namespace, window)) for panel in selected])
+
+    def collect() -> dict[str, dict[Key, float]]:
+        return {
+            panel.name: _instant(panel, samples)
+            for panel, samples in zip(selected, answers(), strict=True)
+        }
+
+    return collect
 
 
 def _instant(panel: Panel, samples: list[dict[str, Any]]) -> dict[Key, float]:
@@ -435,21 +463,40 @@ def tenant_panels_range(
 
     One range query per panel covering ``duration`` up to ``end`` (now), one point per ``step``.
     """
+    return start_tenant_panels_range(
+        namespace, window, duration=duration, step=step, end=end, panels=panels
+    )()
+
+
+def start_tenant_panels_range(
+    namespace: str,
+    window: str = "1m",
+    *,
+    duration: timedelta = timedelta(minutes=30),
+    step: str = "30s",
+    end: datetime | None = None,
+    panels: Iterable[str] | None = None,
+) -> Callable[[], dict[str, dict[Key, list[tuple[float, float]]]]]:
+    """``tenant_panels_range`` started now (see ``submit``); call the result for its answer."""
     _checked(namespace, window)
     selected = _select(panels, RANGED_PANELS)
     if not _DURATION.fullmatch(step):
         raise ValueError(f"{step!r} is not a Prometheus duration such as 30s")
     end = end or datetime.now().astimezone()
     start = end - duration
-    answers = query_all(
+    answers = submit(
         [Query.range(panel.query(namespace, window), start, end, step) for panel in selected]
     )
-    return {
-        panel.name: {
-            _key(panel, s["metric"]): points for s in series if (points := _points(s["values"]))
+
+    def collect() -> dict[str, dict[Key, list[tuple[float, float]]]]:
+        return {
+            panel.name: {
+                _key(panel, s["metric"]): points for s in series if (points := _points(s["values"]))
+            }
+            for panel, series in zip(selected, answers(), strict=True)
         }
-        for panel, series in zip(selected, answers, strict=True)
-    }
+
+    return collect
 
 
 def _points(values: list[list[Any]]) -> list[tuple[float, float]]:
@@ -464,6 +511,13 @@ def gateway_panels(
 
     Raises MetricsUnavailable when Prometheus cannot answer.
     """
+    return start_gateway_panels(tenant_slug, panels, windows)()
+
+
+def start_gateway_panels(
+    tenant_slug: str, panels: tuple[Panel, ...], windows: Iterable[str]
+) -> Callable[[], dict[str, dict[str, dict[Key, float]]]]:
+    """``gateway_panels`` started now (see ``submit``); call the result for its answer."""
     if not _SLUG.fullmatch(tenant_slug):
         raise ValueError(f"{tenant_slug!r} is not a tenant slug")
     windows = list(windows)
@@ -471,18 +525,28 @@ def gateway_panels(
         if not _DURATION.fullmatch(window):
             raise ValueError(f"{window!r} is not a Prometheus duration such as 1m")
     wanted = [(window, panel) for window in windows for panel in panels]
-    answers = query_all(
-        [Query.instant(panel.query(tenant_slug, window)) for window, panel in wanted]
-    )
-    result: dict[str, dict[str, dict[Key, float]]] = {window: {} for window in windows}
-    for (window, panel), samples in zip(wanted, answers, strict=True):
-        result[window][panel.name] = _instant(panel, samples)
-    return result
+    answers = submit([Query.instant(panel.query(tenant_slug, window)) for window, panel in wanted])
+
+    def collect() -> dict[str, dict[str, dict[Key, float]]]:
+        result: dict[str, dict[str, dict[Key, float]]] = {window: {} for window in windows}
+        for (window, panel), samples in zip(wanted, answers(), strict=True):
+            result[window][panel.name] = _instant(panel, samples)
+        return result
+
+    return collect
 
 
 def gateway_usage(tenant_slug: str, window: str = "1m") -> dict[str, dict[Key, float]]:
     """The gateway's per-minute usage of one tenant, keyed by deployment (errors: and kind)."""
-    return gateway_panels(tenant_slug, GATEWAY_PANELS, [window])[window]
+    return start_gateway_usage(tenant_slug, window)()
+
+
+def start_gateway_usage(
+    tenant_slug: str, window: str = "1m"
+) -> Callable[[], dict[str, dict[Key, float]]]:
+    """``gateway_usage`` started now (see ``submit``); call the result for its answer."""
+    started = start_gateway_panels(tenant_slug, GATEWAY_PANELS, [window])
+    return lambda: started()[window]
 
 
 def rollup(panels: dict[str, dict[Key, float]]) -> dict[str, float]:
