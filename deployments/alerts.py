@@ -237,26 +237,38 @@ def evaluate(namespace: str, *, end: datetime | None = None) -> list[Alert]:
     One range query per guardrail; raises metrics.MetricsUnavailable when Prometheus cannot
     answer. Thresholds come from the Tier named by each series' tier label.
     """
+    return start_evaluate(namespace, end=end)()
+
+
+def start_evaluate(namespace: str, *, end: datetime | None = None) -> Callable[[], list[Alert]]:
+    """``evaluate`` started now (``metrics.submit``); call the result for its answer."""
     if not _NAMESPACE.fullmatch(namespace):
         raise ValueError(f"{namespace!r} is not a Kubernetes namespace name")
-    tiers = {tier.slug: tier for tier in Tier.objects.all()}
     end = end or datetime.now().astimezone()
     selector = f'namespace="{namespace}"'
     holds = [hold_for(guardrail) for guardrail in GUARDRAILS]
     steps = [max(1, int(hold.total_seconds() // POINTS_PER_HOLD)) for hold in holds]
-    answers = metrics.query_all(
+    answers = metrics.submit(
         [
             metrics.Query.range(guardrail.query(selector), end - hold, end, f"{step}s")
             for guardrail, hold, step in zip(GUARDRAILS, holds, steps, strict=True)
         ]
     )
-    alerts: list[Alert] = []
-    for guardrail, hold, step, series in zip(GUARDRAILS, holds, steps, answers, strict=True):
-        for item in series:
-            alert = _judge(guardrail, item, tiers, hold, step)
-            if alert is not None:
-                alerts.append(alert)
-    return sorted(alerts, key=lambda a: (not a.firing, a.deployment, a.colour, a.guardrail.alert))
+
+    def collect() -> list[Alert]:
+        answered = answers()
+        tiers = {tier.slug: tier for tier in Tier.objects.all()}
+        alerts: list[Alert] = []
+        for guardrail, hold, step, series in zip(GUARDRAILS, holds, steps, answered, strict=True):
+            for item in series:
+                alert = _judge(guardrail, item, tiers, hold, step)
+                if alert is not None:
+                    alerts.append(alert)
+        return sorted(
+            alerts, key=lambda a: (not a.firing, a.deployment, a.colour, a.guardrail.alert)
+        )
+
+    return collect
 
 
 def _judge(

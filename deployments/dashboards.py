@@ -2,13 +2,14 @@
 
 A page costs a fixed number of PromQL queries whatever the number of deployments: one instant
 query per panel, one range query per ranged panel, one per gateway panel and one per
-guardrail. When Prometheus cannot answer, the page still renders its database facts and says
-"Prometheus unreachable" once.
+guardrail, all started before the page waits for any (``metrics.submit``). When Prometheus
+cannot answer, the page still renders its database facts and says "Prometheus unreachable" once.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -91,9 +92,9 @@ class Usage:
         return "high" if self.percent >= 90 else "medium" if self.percent >= 70 else "low"
 
 
-def _alerts(namespace: str) -> tuple[list[guardrails.Alert], str]:
+def _alerts(started: Callable[[], list[guardrails.Alert]]) -> tuple[list[guardrails.Alert], str]:
     try:
-        return guardrails.evaluate(namespace), ""
+        return started(), ""
     except metrics.MetricsUnavailable as error:
         return [], str(error)
 
@@ -105,18 +106,21 @@ def tenant_page(tenant: Tenant) -> dict[str, Any]:
     )
     quota = TenantQuota.objects.get(tenant=tenant)
     context: dict[str, Any] = {"deployments": deployments, "quota": quota, "error": ""}
+    # Every query of the page starts before the page waits for any (metrics.submit).
+    started_current = metrics.start_tenant_panels(tenant.namespace, WINDOW, panels=TENANT_PANELS)
+    started_series = metrics.start_tenant_panels_range(
+        tenant.namespace, WINDOW, duration=RANGE, step=STEP, panels=SPARK_PANELS
+    )
+    started_gateway = metrics.start_gateway_usage(tenant.slug, WINDOW)
+    started_alerts = guardrails.start_evaluate(tenant.namespace)
     try:
-        current = metrics.tenant_panels(tenant.namespace, WINDOW, panels=TENANT_PANELS)
-        series = metrics.tenant_panels_range(
-            tenant.namespace, WINDOW, duration=RANGE, step=STEP, panels=SPARK_PANELS
-        )
-        gateway = metrics.gateway_usage(tenant.slug, WINDOW)
+        current, series, gateway = started_current(), started_series(), started_gateway()
     except metrics.MetricsUnavailable as error:
         context["error"] = str(error)
         context["rows"] = [Row(d, d.name, d.active_colour) for d in deployments]
         context["alerts"], context["alerts_error"] = [], str(error)
         return context
-    alerts, alerts_error = _alerts(tenant.namespace)
+    alerts, alerts_error = _alerts(started_alerts)
     by_name = {d.name: d for d in deployments}
     live = live_colours(deployments)
     engines = colour_engines(deployments)
@@ -264,15 +268,17 @@ def deployment_page(deployment: Deployment) -> dict[str, Any]:
         quota = TenantQuota.objects.get(tenant=tenant)
         autoscaling = Autoscaling(replica_bounds(revision, quota), hpa_state(deployment))
     context: dict[str, Any] = {"deployment": deployment, "autoscaling": autoscaling, "error": ""}
+    started_current = metrics.start_tenant_panels(tenant.namespace, WINDOW)
+    started_series = metrics.start_tenant_panels_range(
+        tenant.namespace, WINDOW, duration=RANGE, step=STEP, panels=CHART_PANELS
+    )
+    started_alerts = guardrails.start_evaluate(tenant.namespace)
     try:
-        current = metrics.tenant_panels(tenant.namespace, WINDOW)
-        series = metrics.tenant_panels_range(
-            tenant.namespace, WINDOW, duration=RANGE, step=STEP, panels=CHART_PANELS
-        )
+        current, series = started_current(), started_series()
     except metrics.MetricsUnavailable as error:
         context["error"] = str(error)
         return context
-    alerts, alerts_error = _alerts(tenant.namespace)
+    alerts, alerts_error = _alerts(started_alerts)
     name = deployment.name
     colours = sorted(
         {key[1] for panel in current.values() for key in panel if key[0] == name}
@@ -327,6 +333,6 @@ def deployment_page(deployment: Deployment) -> dict[str, Any]:
 
 def tenant_alerts(tenant: Tenant) -> dict[str, Any]:
     """Only the guardrails (for the tenant dashboard)."""
-    alerts, error = _alerts(tenant.namespace)
+    alerts, error = _alerts(guardrails.start_evaluate(tenant.namespace))
     by_name = {d.name: d for d in Deployment.objects.for_tenant(tenant)}
     return {"alerts": alerts, "alerts_error": error, "deployments_by_name": by_name}

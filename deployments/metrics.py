@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +29,7 @@ from django.conf import settings
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
+from deployments import gateway_series
 from engines import ENGINES
 from engines.promql import (
     BACKEND_LABEL,
@@ -236,16 +237,29 @@ PANELS: tuple[Panel, ...] = (
 PANELS_BY_NAME = {panel.name: panel for panel in PANELS}
 RANGED_PANELS = tuple(panel for panel in PANELS if panel.ranged)
 
-# The gateway's counters are labelled with the tenant slug and the deployment name (not the
-# namespace): usage against the tenant's per-minute limits.
+# --- the gateway's panels ----------------------------------------------------------------------
+#
+# The gateway's counters (deployments.gateway_series, exported by gateway/metering.py) are
+# labelled with the tenant slug (``{ns}`` below, not the namespace), the key's prefix and the
+# deployment name.
 _SLUG = re.compile(r"[-a-zA-Z0-9_]+")
-GATEWAY_BY = ("deployment",)
+GATEWAY_BY = (gateway_series.DEPLOYMENT,)
+GATEWAY_TRAFFIC_BY = (gateway_series.KEY, gateway_series.DEPLOYMENT)
+
+
+def _gateway(function: str, counter: str) -> str:
+    """``function`` (rate, increase) of one of the tenant's gateway counters, summed ``by``."""
+    series = f'{gateway_series.total(counter)}{{{{{gateway_series.TENANT}="{{ns}}"}}}}'
+    return f"sum by ({{by}}) ({function}({series}[{{window}}]))"
+
+
+# Usage against the tenant's per-minute limits, by deployment (the tenant metrics page).
 GATEWAY_PANELS: tuple[Panel, ...] = (
     Panel(
         "gateway_requests_per_minute",
         "Gateway requests",
         "req/min",
-        'sum by ({by}) (rate(gateway_requests_total{{tenant="{ns}"}}[{window}])) * 60',
+        f"{_gateway('rate', gateway_series.REQUESTS)} * 60",
         by=GATEWAY_BY,
         ranged=False,
     ),
@@ -256,9 +270,8 @@ GATEWAY_PANELS: tuple[Panel, ...] = (
         # Two sums, not one rate() over a name regex: prompt and completion series carry the
         # same labels, and rate() drops the name, so Prometheus would refuse the duplicates.
         # The gateway always creates (primes) and increments both together.
-        '(sum by ({by}) (rate(gateway_prompt_tokens_total{{tenant="{ns}"}}[{window}]))'
-        ' + sum by ({by}) (rate(gateway_completion_tokens_total{{tenant="{ns}"}}[{window}])))'
-        " * 60",
+        f"({_gateway('rate', gateway_series.PROMPT_TOKENS)}"
+        f" + {_gateway('rate', gateway_series.COMPLETION_TOKENS)}) * 60",
         by=GATEWAY_BY,
         ranged=False,
     ),
@@ -266,10 +279,29 @@ GATEWAY_PANELS: tuple[Panel, ...] = (
         "gateway_errors_per_minute",
         "Gateway errors by kind",
         "req/min",
-        'sum by ({by}) (rate(gateway_errors_total{{tenant="{ns}"}}[{window}])) * 60',
-        by=(*GATEWAY_BY, "kind"),
+        f"{_gateway('rate', gateway_series.ERRORS)} * 60",
+        by=(*GATEWAY_BY, gateway_series.KIND),
         ranged=False,
     ),
+)
+# What went through the gateway over a window, by key and deployment (the dashboard's usage
+# and the gateway page's live usage and traffic per key).
+GATEWAY_TRAFFIC_PANELS: tuple[Panel, ...] = tuple(
+    Panel(
+        counter,
+        title,
+        unit,
+        _gateway("increase", counter),
+        by=GATEWAY_TRAFFIC_BY,
+        rollup="none",
+        ranged=False,
+    )
+    for counter, title, unit in (
+        (gateway_series.REQUESTS, "Gateway requests", "requests"),
+        (gateway_series.ERRORS, "Gateway errors", "requests"),
+        (gateway_series.PROMPT_TOKENS, "Gateway prompt tokens", "tokens"),
+        (gateway_series.COMPLETION_TOKENS, "Gateway completion tokens", "tokens"),
+    )
 )
 
 
@@ -331,13 +363,30 @@ def _run(query: Query) -> list[dict[str, Any]]:
     return query.run(_thread_client())
 
 
-def query_all(queries: list[Query]) -> list[list[dict[str, Any]]]:
+Answers = list[list[dict[str, Any]]]
+
+
+def submit(queries: list[Query]) -> Callable[[], Answers]:
+    """Start the queries (QUERY_CONCURRENCY at a time, behind any started before); the function
+    returned waits for the answers, in query order.
+
+    A page starts all of its panels' queries before it waits for any, so they share rounds.
+    Waiting raises MetricsUnavailable (the first failure) when Prometheus cannot answer.
+    """
+    futures = [_pool.submit(_run, query) for query in queries]
+
+    def answers() -> Answers:
+        return [future.result() for future in futures]
+
+    return answers
+
+
+def query_all(queries: list[Query]) -> Answers:
     """Run the queries concurrently (QUERY_CONCURRENCY at a time); answers in query order.
 
     Raises MetricsUnavailable (the first failure) when Prometheus cannot answer.
     """
-    futures = [_pool.submit(_run, query) for query in queries]
-    return [future.result() for future in futures]
+    return submit(queries)()
 
 
 def ask(call: Any, *args: Any) -> list[dict[str, Any]]:
@@ -375,13 +424,24 @@ def tenant_panels(
     ``{panel name: {(deployment, colour): value}}``; a panel with no data maps to ``{}``.
     Raises MetricsUnavailable when Prometheus cannot answer.
     """
+    return start_tenant_panels(namespace, window, panels=panels)()
+
+
+def start_tenant_panels(
+    namespace: str, window: str = "1m", *, panels: Iterable[str] | None = None
+) -> Callable[[], dict[str, dict[Key, float]]]:
+    """``tenant_panels`` started now (see ``submit``); call the result for its answer."""
     _checked(namespace, window)
     selected = _select(panels, PANELS)
-    answers = query_all([Query.instant(panel.query(namespace, window)) for panel in selected])
-    return {
-        panel.name: _instant(panel, samples)
-        for panel, samples in zip(selected, answers, strict=True)
-    }
+    answers = submit([Query.instant(panel.query(namespace, window)) for panel in selected])
+
+    def collect() -> dict[str, dict[Key, float]]:
+        return {
+            panel.name: _instant(panel, samples)
+            for panel, samples in zip(selected, answers(), strict=True)
+        }
+
+    return collect
 
 
 def _instant(panel: Panel, samples: list[dict[str, Any]]) -> dict[Key, float]:
@@ -403,45 +463,90 @@ def tenant_panels_range(
 
     One range query per panel covering ``duration`` up to ``end`` (now), one point per ``step``.
     """
+    return start_tenant_panels_range(
+        namespace, window, duration=duration, step=step, end=end, panels=panels
+    )()
+
+
+def start_tenant_panels_range(
+    namespace: str,
+    window: str = "1m",
+    *,
+    duration: timedelta = timedelta(minutes=30),
+    step: str = "30s",
+    end: datetime | None = None,
+    panels: Iterable[str] | None = None,
+) -> Callable[[], dict[str, dict[Key, list[tuple[float, float]]]]]:
+    """``tenant_panels_range`` started now (see ``submit``); call the result for its answer."""
     _checked(namespace, window)
     selected = _select(panels, RANGED_PANELS)
     if not _DURATION.fullmatch(step):
         raise ValueError(f"{step!r} is not a Prometheus duration such as 30s")
     end = end or datetime.now().astimezone()
     start = end - duration
-    answers = query_all(
+    answers = submit(
         [Query.range(panel.query(namespace, window), start, end, step) for panel in selected]
     )
-    return {
-        panel.name: {
-            _key(panel, s["metric"]): points for s in series if (points := _points(s["values"]))
+
+    def collect() -> dict[str, dict[Key, list[tuple[float, float]]]]:
+        return {
+            panel.name: {
+                _key(panel, s["metric"]): points for s in series if (points := _points(s["values"]))
+            }
+            for panel, series in zip(selected, answers(), strict=True)
         }
-        for panel, series in zip(selected, answers, strict=True)
-    }
+
+    return collect
 
 
 def _points(values: list[list[Any]]) -> list[tuple[float, float]]:
     return [(float(t), float(v)) for t, v in values if not math.isnan(float(v))]
 
 
-def gateway_usage(tenant_slug: str, window: str = "1m") -> dict[str, dict[Key, float]]:
-    """The gateway's per-minute usage of one tenant, keyed by deployment (errors: and kind).
+def gateway_panels(
+    tenant_slug: str, panels: tuple[Panel, ...], windows: Iterable[str]
+) -> dict[str, dict[str, dict[Key, float]]]:
+    """Every gateway panel over every window, in one concurrent batch:
+    ``{window: {panel name: {key: value}}}``.
 
-    One query per gateway panel; raises MetricsUnavailable when Prometheus cannot answer.
+    Raises MetricsUnavailable when Prometheus cannot answer.
     """
+    return start_gateway_panels(tenant_slug, panels, windows)()
+
+
+def start_gateway_panels(
+    tenant_slug: str, panels: tuple[Panel, ...], windows: Iterable[str]
+) -> Callable[[], dict[str, dict[str, dict[Key, float]]]]:
+    """``gateway_panels`` started now (see ``submit``); call the result for its answer."""
     if not _SLUG.fullmatch(tenant_slug):
         raise ValueError(f"{tenant_slug!r} is not a tenant slug")
-    if not _DURATION.fullmatch(window):
-        raise ValueError(f"{window!r} is not a Prometheus duration such as 1m")
-    queries = [
-        Query.instant(panel.template.format(ns=tenant_slug, window=window, by=", ".join(panel.by)))
-        for panel in GATEWAY_PANELS
-    ]
-    answers = query_all(queries)
-    return {
-        panel.name: _instant(panel, samples)
-        for panel, samples in zip(GATEWAY_PANELS, answers, strict=True)
-    }
+    windows = list(windows)
+    for window in windows:
+        if not _DURATION.fullmatch(window):
+            raise ValueError(f"{window!r} is not a Prometheus duration such as 1m")
+    wanted = [(window, panel) for window in windows for panel in panels]
+    answers = submit([Query.instant(panel.query(tenant_slug, window)) for window, panel in wanted])
+
+    def collect() -> dict[str, dict[str, dict[Key, float]]]:
+        result: dict[str, dict[str, dict[Key, float]]] = {window: {} for window in windows}
+        for (window, panel), samples in zip(wanted, answers(), strict=True):
+            result[window][panel.name] = _instant(panel, samples)
+        return result
+
+    return collect
+
+
+def gateway_usage(tenant_slug: str, window: str = "1m") -> dict[str, dict[Key, float]]:
+    """The gateway's per-minute usage of one tenant, keyed by deployment (errors: and kind)."""
+    return start_gateway_usage(tenant_slug, window)()
+
+
+def start_gateway_usage(
+    tenant_slug: str, window: str = "1m"
+) -> Callable[[], dict[str, dict[Key, float]]]:
+    """``gateway_usage`` started now (see ``submit``); call the result for its answer."""
+    started = start_gateway_panels(tenant_slug, GATEWAY_PANELS, [window])
+    return lambda: started()[window]
 
 
 def rollup(panels: dict[str, dict[Key, float]]) -> dict[str, float]:

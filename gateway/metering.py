@@ -1,55 +1,56 @@
 """Usage metering: Prometheus metrics per tenant, key and deployment.
 
-Every gateway process exposes these on ``/metrics``; Prometheus sums them over processes. The
-portal's usage pages query them (``usage.queries``). ``key`` is the key's public prefix, never
-its secret; requests refused before a key is known (bad or missing key) carry ``key=""`` and
-``tenant=""``.
+Every gateway process exposes these on ``/metrics``; Prometheus sums them over processes. Their
+names and labels come from ``deployments.gateway_series``, which the portal's gateway panels
+(``deployments.metrics``) read too. ``key`` is the key's public prefix, never its secret;
+requests refused before a key is known (bad or missing key) carry ``key=""`` and ``tenant=""``.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
+from deployments import gateway_series as series
 from gateway.snapshot import Snapshot
 
 disable_created_metrics()  # the *_created series only double the scrape size here
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 REQUESTS = Counter(
-    "gateway_requests",
+    series.REQUESTS,
     "Requests answered by the gateway, by HTTP status code.",
-    ("tenant", "key", "deployment", "code"),
+    (series.TENANT, series.KEY, series.DEPLOYMENT, series.CODE),
     registry=REGISTRY,
 )
 ERRORS = Counter(
-    "gateway_errors",
+    series.ERRORS,
     "Requests that failed, by kind (rate_limited, invalid_request, payload_too_large, "
     "unauthorized, model_not_found, not_found, upstream_unavailable, upstream_overloaded, "
     "upstream_error, client_disconnected).",
-    ("tenant", "key", "deployment", "kind"),
+    (series.TENANT, series.KEY, series.DEPLOYMENT, series.KIND),
     registry=REGISTRY,
 )
 PROMPT_TOKENS = Counter(
-    "gateway_prompt_tokens",
+    series.PROMPT_TOKENS,
     "Prompt tokens of answered requests (as reported by the model server).",
-    ("tenant", "key", "deployment"),
+    (series.TENANT, series.KEY, series.DEPLOYMENT),
     registry=REGISTRY,
 )
 COMPLETION_TOKENS = Counter(
-    "gateway_completion_tokens",
+    series.COMPLETION_TOKENS,
     "Completion tokens of answered requests (as reported by the model server).",
-    ("tenant", "key", "deployment"),
+    (series.TENANT, series.KEY, series.DEPLOYMENT),
     registry=REGISTRY,
 )
 DURATION = Histogram(
-    "gateway_request_duration_seconds",
+    series.DURATION,
     "Time from request to the last byte of the response, as the client sees it.",
-    ("tenant", "deployment"),
+    (series.TENANT, series.DEPLOYMENT),
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
     registry=REGISTRY,
 )
 RATE_LIMITER_DEGRADED = Counter(
-    "gateway_rate_limiter_degraded",
+    series.RATE_LIMITER_DEGRADED,
     "Requests admitted without rate limiting because Redis was unreachable (fail open).",
     registry=REGISTRY,
 )

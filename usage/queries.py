@@ -7,7 +7,6 @@ all of them, so none of them has to reach up for it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +14,8 @@ import redis
 from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
-from prometheus_api_client import PrometheusApiClientException
-from requests import RequestException
 
-from deployments import metrics
+from deployments import gateway_series, metrics
 from deployments.admission import tenant_gpus_in_use
 from deployments.cost import gpu_hours_and_cost, history
 from deployments.metrics import MetricsUnavailable
@@ -51,7 +48,7 @@ def quota_usage(tenant: Tenant) -> list[UsageRow]:
     totals = deployments.aggregate(widest=Max("replicas"))
     gpu_hours = _month_gpu_hours(tenant, deployments)
     try:
-        last_minute = gateway_traffic(tenant, "1m")
+        last_minute = gateway_traffic(tenant, ("1m",))["1m"]
     except MetricsUnavailable:  # the dashboard still renders; these two rows read 0
         last_minute = {}
     requests = sum(row.requests for row in last_minute.values())
@@ -156,7 +153,8 @@ def gateway_live_usage(
 ) -> GatewayLiveUsage:
     """Each gateway limit of the tenant and its keys against what was used.
 
-    ``last_minute`` is ``gateway_traffic(tenant, "1m")`` (None when Prometheus is away).
+    ``last_minute`` is ``gateway_traffic(tenant, ("1m",))["1m"]`` (None when Prometheus is
+    away).
     """
     quota = TenantQuota.objects.get(tenant=tenant)
     states = _limiter_states(tenant, quota, keys)
@@ -222,34 +220,28 @@ class KeyTraffic:
     completion_tokens: float = 0
 
 
-def gateway_traffic(tenant: Tenant, window: str = "24h") -> dict[tuple[str, str], KeyTraffic]:
-    """Per (key prefix, deployment): requests, errors and tokens over ``window``, from the
-    gateway's Prometheus metrics; four queries whatever the number of keys. Raises
-    ``deployments.metrics.MetricsUnavailable`` when Prometheus cannot answer."""
-    if not re.fullmatch(r"[1-9][0-9]*[smhd]", window):
-        raise ValueError(f"{window!r} is not a Prometheus duration")
-    selector = f'tenant="{tenant.slug}"'
-    series = {
-        "requests": "gateway_requests_total",
-        "errors": "gateway_errors_total",
-        "prompt_tokens": "gateway_prompt_tokens_total",
-        "completion_tokens": "gateway_completion_tokens_total",
-    }
-    queries = {
-        field: f"sum by (key, deployment) (increase({metric}{{{selector}}}[{window}]))"
-        for field, metric in series.items()
-    }
-    rows: dict[tuple[str, str], dict[str, float]] = {}
-    prometheus = metrics.client()
-    for field, query in queries.items():
-        try:
-            result = prometheus.custom_query(query)
-        except (PrometheusApiClientException, RequestException) as exc:
-            raise MetricsUnavailable(
-                f"Prometheus is unreachable ({exc.__class__.__name__})"
-            ) from exc
-        for sample in result:
-            labels = sample.get("metric", {})
-            row = rows.setdefault((labels.get("key", ""), labels.get("deployment", "")), {})
-            row[field] = round(float(sample["value"][1]))
-    return {k: KeyTraffic(**v) for k, v in rows.items() if k[0]}
+# Which KeyTraffic figure each of the gateway's traffic panels fills.
+_TRAFFIC_FIELDS = {
+    gateway_series.REQUESTS: "requests",
+    gateway_series.ERRORS: "errors",
+    gateway_series.PROMPT_TOKENS: "prompt_tokens",
+    gateway_series.COMPLETION_TOKENS: "completion_tokens",
+}
+
+
+def gateway_traffic(
+    tenant: Tenant, windows: tuple[str, ...] = ("24h",)
+) -> dict[str, dict[tuple[str, str], KeyTraffic]]:
+    """Per window, per (key prefix, deployment): requests, errors and tokens, from the gateway's
+    Prometheus metrics (``metrics.GATEWAY_TRAFFIC_PANELS``, every window in one concurrent
+    batch, whatever the number of keys). Raises ``MetricsUnavailable`` when Prometheus cannot
+    answer."""
+    answers = metrics.gateway_panels(tenant.slug, metrics.GATEWAY_TRAFFIC_PANELS, windows)
+    traffic: dict[str, dict[tuple[str, str], KeyTraffic]] = {}
+    for window, panels in answers.items():
+        rows: dict[tuple[str, str], dict[str, float]] = {}
+        for name, values in panels.items():
+            for (key, deployment), value in values.items():
+                rows.setdefault((key, deployment), {})[_TRAFFIC_FIELDS[name]] = round(value)
+        traffic[window] = {k: KeyTraffic(**v) for k, v in rows.items() if k[0]}
+    return traffic

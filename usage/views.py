@@ -24,7 +24,7 @@ from tenants.forms import CreateGatewayKeyForm, GatewayKeyLimitsForm
 from tenants.models import AuditEvent, GatewayKey, Membership
 from tenants.scoping import TenantViewMixin
 from tenants.views import ui_actor
-from usage.queries import gateway_live_usage, gateway_traffic, quota_usage
+from usage.queries import KeyTraffic, gateway_live_usage, gateway_traffic, quota_usage
 
 
 class TenantDashboardView(TenantViewMixin, TemplateView):
@@ -65,12 +65,14 @@ class GatewayView(TenantViewMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         keys = self.keys()
+        traffic: dict[tuple[str, str], KeyTraffic] = {}
+        last_minute: dict[tuple[str, str], KeyTraffic] | None = None
         traffic_error = None
         try:
-            traffic = gateway_traffic(self.tenant, "24h")
-            last_minute: dict[Any, Any] | None = gateway_traffic(self.tenant, "1m")
+            windows = gateway_traffic(self.tenant, ("24h", "1m"))
+            traffic, last_minute = windows["24h"], windows["1m"]
         except MetricsUnavailable as error:
-            traffic, last_minute, traffic_error = {}, None, str(error)
+            traffic_error = str(error)
         live = gateway_live_usage(self.tenant, [k for k in keys if not k.is_revoked], last_minute)
         per_key: dict[str, dict[str, float]] = {}
         for (prefix, _deployment), row in traffic.items():

@@ -504,3 +504,31 @@ def test_tenant_metrics_page_costs_a_fixed_number_of_queries(
             + len(alerts.GUARDRAILS)
         )
     )
+
+
+@pytest.mark.parametrize("page", ["tenant-metrics", "deployment-metrics"])
+def test_metrics_pages_start_every_query_before_waiting_for_any(
+    world: Any, monkeypatch: pytest.MonkeyPatch, page: str
+) -> None:
+    """Panels, sparklines or charts, gateway usage and guardrails share the pool's rounds."""
+    _count_queries(monkeypatch, [world.objects["deployment_a"].name])
+    events: list[str] = []
+    submit = metrics.submit
+
+    def logged(queries: list[metrics.Query]) -> Any:
+        events.append("start")
+        answers = submit(queries)
+
+        def wait() -> Any:
+            events.append("wait")
+            return answers()
+
+        return wait
+
+    monkeypatch.setattr(metrics, "submit", logged)
+    args = [world.tenant_a.slug]
+    if page == "deployment-metrics":
+        args.append(world.objects["deployment_a"].pk)
+    assert world.client_for("viewer_a").get(reverse(page, args=args)).status_code == 200
+    starts = 4 if page == "tenant-metrics" else 3  # the deployment page has no gateway usage
+    assert events == ["start"] * starts + ["wait"] * starts
