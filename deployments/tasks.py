@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
@@ -18,14 +19,20 @@ MAX_POLL_SECONDS = 5.0
 MAX_STEPS_PER_TASK = 16
 
 
-@shared_task(name="deployments.tasks.advance_rollout", acks_late=True)
-def advance_rollout(rollout_id: int) -> None:
-    """Run one step of a rollout and schedule the next poll (exits if another worker has it)."""
-    delay = rollout.advance(rollout_id)
+def _run_ready_steps(advance: Callable[[int], float | None], object_id: int) -> float | None:
+    """Steps of ``advance`` while each hands over at once; the wait the last one asked for."""
+    delay = advance(object_id)
     for _ in range(MAX_STEPS_PER_TASK - 1):
         if delay != 0:
             break
-        delay = rollout.advance(rollout_id)
+        delay = advance(object_id)
+    return delay
+
+
+@shared_task(name="deployments.tasks.advance_rollout", acks_late=True)
+def advance_rollout(rollout_id: int) -> None:
+    """Run one step of a rollout and schedule the next poll (exits if another worker has it)."""
+    delay = _run_ready_steps(rollout.advance, rollout_id)
     if delay is not None:
         advance_rollout.apply_async((rollout_id,), countdown=min(delay, MAX_POLL_SECONDS))
 
@@ -33,11 +40,7 @@ def advance_rollout(rollout_id: int) -> None:
 @shared_task(name="deployments.tasks.delete_deployment", acks_late=True)
 def delete_deployment(deployment_id: int) -> None:
     """Run the deletion's steps that are ready and schedule the next poll (deletion.py)."""
-    delay = deletion.advance(deployment_id)
-    for _ in range(MAX_STEPS_PER_TASK - 1):
-        if delay != 0:
-            break
-        delay = deletion.advance(deployment_id)
+    delay = _run_ready_steps(deletion.advance, deployment_id)
     if delay is not None:
         delete_deployment.apply_async((deployment_id,), countdown=min(delay, MAX_POLL_SECONDS))
 
