@@ -256,3 +256,34 @@ def test_cells_an_engine_cannot_fill_say_why_at_both_widths(
     )
     assert page.evaluate(OVERFLOW) <= 0
     shot(page, f"{width}-deployment-not-reported")
+
+
+def test_deleting_shows_its_progress_at_phone_width(
+    live_server: Any,
+    site: dict[str, str],
+    phone: Any,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Delete is pressed on a phone: the page turns into the deletion's progress (the work runs
+    as a task; none runs here, so it stays at its first step), readable without sideways scroll."""
+    monkeypatch.setattr(services, "_kick_deletion", lambda deployment_id: None)
+    deployment = world.objects["deployment_a"]
+    log_in(phone, live_server.url, "maintainer_a")
+    phone.goto(site["deployment"])
+    delete = phone.locator("button", has_text="Delete deployment")
+    delete.scroll_into_view_if_needed()
+    delete.click()  # hx-confirm is accepted by the page's dialog handler
+    panel = phone.locator("[data-testid=deletion-panel]")
+    panel.wait_for()
+    current = panel.locator("li[aria-current=step]")
+    assert current.get_attribute("data-step") == "waiting"
+    assert Deployment.objects.get(pk=deployment.pk).deletion_requested_at is not None
+    # The rollout's buttons are gone: nothing more can be asked of a deployment being deleted.
+    assert phone.locator("#rollout-panel button", has_text="Abort").count() == 0
+    assert phone.evaluate(OVERFLOW) <= 0
+    # The panel keeps polling: a reload still shows the same step, not an error.
+    phone.reload()
+    panel.wait_for()
+    assert panel.locator("li[aria-current=step]").get_attribute("data-step") == "waiting"
+    keep(clip(phone, "[data-testid=deletion-panel]", "phone-deletion"), "phone-deletion.png")

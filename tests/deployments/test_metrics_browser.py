@@ -7,8 +7,6 @@ test_alerts.py check the numbers against real traffic); this is about the page i
 from __future__ import annotations
 
 import itertools
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +14,12 @@ from prometheus_api_client import PrometheusConnect
 
 from deployments import alerts, cost, metrics
 from deployments.models import Deployment
+from tests.browser.conftest import keep
 from tests.deployments.test_cost import scripted  # noqa: F401 - fixture
 from tests.deployments.test_deployments_browser import log_in
 from tests.fixtures.personas import World
 
 pytestmark = pytest.mark.browser
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TICKS = itertools.count(1)
 
 
@@ -107,11 +105,6 @@ def canned_prometheus(
     monkeypatch.setattr(PrometheusConnect, "custom_query_range", ranged)
 
 
-def _keep(path: Path, name: str) -> None:
-    DOCS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, DOCS / name)
-
-
 def test_metrics_page_refreshes_in_place_and_shows_alerts(
     live_server: Any,
     world: World,
@@ -138,7 +131,7 @@ def test_metrics_page_refreshes_in_place_and_shows_alerts(
     assert alert.get_attribute("data-state") == "firing"
     assert "Add replicas" in alert.inner_text()
     assert page.locator("svg.sparkline").count() >= 4
-    _keep(screenshot("metrics-page"), "metrics-page.png")
+    keep(screenshot("metrics-page"), "metrics-page.png")
 
     page.click("[data-deployment=busy] a")
     page.wait_for_selector("[data-testid=deployment-live] svg.chart")
@@ -163,6 +156,6 @@ def test_cost_page_in_the_browser(
     assert "API cheaper" in page.inner_text(
         f"[data-deployment={scripted['sporadic'].name}] [data-col=verdict]"
     )
-    _keep(screenshot("cost-page"), "cost-page.png")
+    keep(screenshot("cost-page"), "cost-page.png")
     page.goto(f"{base}/t/alpha/cost/?days=0")  # past the browser's own min= check
     page.wait_for_selector("[data-testid=error-days]")
