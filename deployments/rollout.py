@@ -46,6 +46,7 @@ from deployments.rendering.endpointslices import ready_ips, slice_selector
 from deployments.rendering.meta import label_selector, root_name
 from deployments.serving_checks import (  # noqa: F401 - re-exported for callers and tests
     UNSCHEDULABLE_GRACE_SECONDS,
+    ServerPod,
     _last_log_line,
     check_server,
     diagnose,
@@ -286,7 +287,7 @@ def ready_endpoint_ips(namespace: str, service: str) -> list[str]:
 
 def _check_service(ctx: Context, service: str) -> StepResult | None:
     ips = ready_endpoint_ips(ctx.namespace, service)
-    side = {p.status.pod_ip for p in _pods(ctx, ctx.rollout.colour) if p.status.pod_ip}
+    side = {p.status.pod_ip: p for p in _pods(ctx, ctx.rollout.colour) if p.status.pod_ip}
     stale = [ip for ip in ips if ip not in side]
     if stale:
         # EndpointSlices follow a selector switch eventually (slowly after a control-plane
@@ -296,7 +297,8 @@ def _check_service(ctx: Context, service: str) -> StepResult | None:
         )
     if len(ips) < ctx.spec.replicas:
         return StepResult(wait=0.5, message=f"{service} lists {len(ips)} ready endpoints")
-    problems = [problem for problem in (check_server(ip, ctx.spec) for ip in ips) if problem]
+    pods = [ServerPod(ctx.namespace, side[ip].metadata.name, ip) for ip in ips]
+    problems = [problem for problem in (check_server(pod, ctx.spec) for pod in pods) if problem]
     if problems:
         return StepResult(
             fail="checks failed: " + "; ".join(problems),
@@ -309,10 +311,11 @@ def step_pre_promotion(ctx: Context) -> StepResult:
     outcome = _check_service(ctx, preview_service_name(ctx.spec))
     if outcome is not None:
         return outcome
+    route = "" if kube.pods_reachable() else ", through the API server's pod proxy"
     return StepResult(
         next_state=S.AWAITING_PROMOTION,
         message=f"pre-promotion checks passed on the {ctx.rollout.colour} side "
-        "(/info and a chat completion)",
+        f"(/info and a chat completion{route})",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import ssl
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -131,21 +132,37 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def check_server(ip: str, spec: ServingSpec) -> str:
+@dataclass(frozen=True)
+class ServerPod:
+    """A pod to check, by name (for the API server's pod proxy) and IP (to reach it directly)."""
+
+    namespace: str
+    name: str
+    ip: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.ip})"
+
+
+def check_server(pod: ServerPod, spec: ServingSpec) -> str:
     """Problems found on one server ("" when it serves the spec and answers a generation)."""
-    with httpx.Client(verify=_tls_context(), timeout=5) as http:
-        return _check_server(http, ip, spec)
+    port = spec.engine.port
+    if kube.pods_reachable():
+        http = httpx.Client(base_url=f"http://{pod.ip}:{port}", verify=_tls_context(), timeout=5)
+    else:
+        http = kube.pod_proxy_client(pod.namespace, pod.name, port, timeout=5)
+    with http:
+        return _check_server(http, str(pod), spec)
 
 
-def _check_server(http: httpx.Client, ip: str, spec: ServingSpec) -> str:
+def _check_server(http: httpx.Client, who: str, spec: ServingSpec) -> str:
     engine = spec.engine
-    base = f"http://{ip}:{engine.port}"
     smoke = engine.smoke_request(spec)
     try:
         for check in engine.info_checks(spec):
-            answer = http.get(f"{base}{check.path}")
+            answer = http.get(check.path)
             if answer.status_code != 200:
-                return f"{ip} answered {check.path} with {answer.status_code}: {answer.text[:200]}"
+                return f"{who} answered {check.path} with {answer.status_code}: {answer.text[:200]}"
             info = answer.json()
             wrong = {
                 key: (dig(info, key), want)
@@ -153,15 +170,15 @@ def _check_server(http: httpx.Client, ip: str, spec: ServingSpec) -> str:
                 if dig(info, key) != want
             }
             if wrong:
-                return f"{ip} serves something else ({check.path}): " + ", ".join(
+                return f"{who} serves something else ({check.path}): " + ", ".join(
                     f"{k} is {got!r}, expected {want!r}" for k, (got, want) in wrong.items()
                 )
-        response = http.post(f"{base}{smoke.path}", json=dict(smoke.payload or {}), timeout=30)
+        response = http.post(smoke.path, json=dict(smoke.payload or {}), timeout=30)
         answered = response.status_code == 200 and engine.smoke_answered(smoke, response.json())
     except (httpx.HTTPError, ValueError) as error:
-        return f"{ip} did not answer: {error}"
+        return f"{who} did not answer: {error}"
     if not answered:
-        return f"{ip} answered {smoke.path} with {response.status_code}: {response.text[:200]}"
+        return f"{who} answered {smoke.path} with {response.status_code}: {response.text[:200]}"
     return ""
 
 

@@ -8,11 +8,15 @@ manifests come from ``deployments.rendering``.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
+import ssl
 import threading
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from django.conf import settings
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -114,3 +118,63 @@ def read_secret_value(namespace: str, name: str, key: str) -> str | None:
         raise _unavailable(error) from None
     encoded = (secret.data or {}).get(key)
     return base64.b64decode(encoded).decode() if encoded else None
+
+
+def pods_reachable() -> bool:
+    """Whether this process opens connections to pod IPs itself.
+
+    Inside the cluster (and beside the local one) it does. From a laptop with the KUBECONFIG
+    of a cloud cluster pod IPs are not routable; requests to pods then go through the API
+    server's pod proxy. PORTAL_POD_NETWORK says which; "auto" takes a loopback API server
+    (the local cluster, kind on Linux) or in-cluster credentials as "direct".
+    """
+    if settings.POD_NETWORK != "auto":
+        return bool(settings.POD_NETWORK == "direct")
+    return _apiserver_is_local()
+
+
+@cache
+def _apiserver_is_local() -> bool:
+    if not os.path.exists(settings.KUBECONFIG):
+        return True  # in-cluster credentials: this process runs on the pod network
+    host = urlsplit(api_client().configuration.host).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@cache
+def _apiserver_tls() -> ssl.SSLContext:
+    """The kubeconfig's CA and client certificate, loaded once per process."""
+    configuration = api_client().configuration
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return context
+
+
+def pod_proxy_client(namespace: str, pod: str, port: int, timeout: float) -> httpx.Client:
+    """An HTTP client whose relative paths reach ``pod:port`` through the API server's pod
+    proxy (GET/POST /api/v1/namespaces/{ns}/pods/{name}:{port}/proxy/{path}), authenticated
+    as the portal. Needs the ``pods/proxy`` permission."""
+    configuration = api_client().configuration
+    if configuration.refresh_api_key_hook is not None:
+        configuration.refresh_api_key_hook(configuration)  # exec plugins' short-lived tokens
+    # The same credentials the generated client sends (a bearer token; certificates are in TLS).
+    headers = {
+        auth["key"]: auth["value"]
+        for auth in configuration.auth_settings().values()
+        if auth.get("in") == "header" and auth.get("value")
+    }
+    return httpx.Client(
+        base_url=f"{configuration.host}/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy",
+        verify=_apiserver_tls(),
+        headers=headers,
+        timeout=timeout,
+    )

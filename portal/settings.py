@@ -227,6 +227,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 
 # External systems: the local stack's loopback endpoints by default.
 KUBECONFIG = env.string("KUBECONFIG", str(BASE_DIR / "var" / "cluster" / "kubeconfig"))
+# How the worker reaches pods for pre-promotion checks: "direct" to pod IPs, or through the API
+# server's pod proxy when they are not routable from here (a portal outside the cluster).
+POD_NETWORK = env.choice("PORTAL_POD_NETWORK", "auto", ("auto", "direct", "apiserver-proxy"))
 HF_ENDPOINT = env.url("HF_ENDPOINT", "http://127.0.0.1:58080", schemes=("http", "https"))
 HF_HUB_TIMEOUT_SECONDS = env.number("HF_HUB_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 HF_METADATA_CACHE = env.string("HF_METADATA_CACHE", str(BASE_DIR / "var" / "hf-metadata-cache"))

@@ -215,6 +215,8 @@ def test_portal_service_account_can_do_its_work_and_nothing_more(
         ("list", "services", "", None, None, None),
         ("list", "pods", "", None, None, None),
         ("get", "pods", "", tenant, "tgi-chat-blue-1", "log"),
+        ("get", "pods", "", tenant, "tgi-chat-blue-1", "proxy"),
+        ("create", "pods", "", tenant, "tgi-chat-blue-1", "proxy"),
         ("list", "nodes", "", None, None, None),
         ("list", "endpointslices", "discovery.k8s.io", tenant, None, None),
         ("create", "secrets", "", tenant, "hf-token", None),
