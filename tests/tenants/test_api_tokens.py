@@ -112,10 +112,9 @@ def test_token_cannot_exceed_its_holders_role(world: World) -> None:
         data=json.dumps({"name": "x", "role": "owner"}),
         content_type="application/json",
     )
+    # The service's refusal (test_services.py) as a 403 naming the field.
     assert response.status_code == 403
-    assert response.json()["error"]["fields"] == {
-        "role": ["a token cannot carry more than its holder's role (maintainer)"]
-    }
+    assert set(response.json()["error"]["fields"]) == {"role"}
 
 
 def test_platform_admin_token_has_no_platform_powers(world: World, api_token_for) -> None:
