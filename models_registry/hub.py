@@ -27,7 +27,6 @@ from prometheus_client import Counter
 
 from portal.errors import DomainError
 
-
 # Every Hub failure a caller sees, by its kind (the HubError subclass): HubUnavailable is the
 # Hub's or the network's fault, the others are answers about a repository or a token.
 _E = TypeVar("_E", bound="HubError")
