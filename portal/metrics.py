@@ -14,6 +14,7 @@ no ALLOWED_HOSTS lists, and this response builds no URL from the Host header.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 
@@ -97,11 +98,22 @@ class CeleryQueueCollector(Collector):
         yield family
 
 
+class QuietScrapes(logging.Filter):
+    """Drops runserver's line for each successful scrape: devstack scrapes every 2 s, and the
+    `./dev up` log is for what people do. Failed scrapes are still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        scrape = record.getMessage().startswith(f'"GET {METRICS_PATH} ')
+        return not (scrape and isinstance(status, int) and status < 400)
+
+
 def register_collectors() -> None:
     """Called once by PortalConfig.ready(): settings are read, not frozen at import."""
     REGISTRY.register(
         CeleryQueueCollector(settings.CELERY_BROKER_URL, settings.CELERY_TASK_DEFAULT_QUEUE)
     )
+    logging.getLogger("django.server").addFilter(QuietScrapes())
 
 
 class MetricsMiddleware:

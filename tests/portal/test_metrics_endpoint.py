@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import socket
 from datetime import timedelta
 
 import pytest
@@ -13,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from deployments.choices import RolloutState
 from deployments.models import RolloutEvent
+from models_registry.hub import HubClient, HubUnavailable
 from portal import kube
 from portal.metrics import CeleryQueueCollector
 from tests.deployments.test_api import a_rollout
@@ -104,6 +107,19 @@ def test_kubernetes_api_errors_are_counted_by_status(monkeypatch: pytest.MonkeyP
     assert REGISTRY.get_sample_value("portal_kubernetes_api_errors_total", labels) == before + 1
 
 
+@pytest.mark.django_db
+def test_hub_errors_are_counted_by_kind(settings) -> None:
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings.HF_ENDPOINT = f"http://127.0.0.1:{port}"
+    labels = {"error": "HubUnavailable"}
+    before = REGISTRY.get_sample_value("portal_hub_errors_total", labels) or 0.0
+    with pytest.raises(HubUnavailable):
+        HubClient().model_info("org/model", "main")
+    assert REGISTRY.get_sample_value("portal_hub_errors_total", labels) == before + 1
+
+
 def _step_buckets(state: str) -> dict[str, float]:
     text = Client().get("/metrics").content.decode()
     bucket = re.compile(
@@ -132,3 +148,25 @@ def test_rollout_step_durations_come_from_the_events(world: World) -> None:
     assert _step_buckets(RolloutState.CREATING)["5.0"] == 1
     assert _step_buckets(RolloutState.PENDING)["5.0"] == 1
     assert _step_buckets(RolloutState.WAITING_READY) == {}  # still in it: no duration yet
+
+
+def _runserver_line(request_line: str, status: int) -> logging.LogRecord:
+    record = logging.LogRecord(
+        "django.server",
+        logging.INFO,
+        __file__,
+        0,
+        '"%s" %s %s',
+        (request_line, str(status), "9"),
+        None,
+    )
+    record.status_code = status
+    return record
+
+
+def test_runserver_logs_failed_scrapes_and_pages_but_not_successful_scrapes() -> None:
+    """devstack scrapes every 2 s; the `./dev up` log keeps what people do."""
+    server = logging.getLogger("django.server")
+    assert not server.filter(_runserver_line("GET /metrics HTTP/1.1", 200))
+    assert server.filter(_runserver_line("GET /metrics HTTP/1.1", 500))
+    assert server.filter(_runserver_line("GET /healthz HTTP/1.1", 200))
