@@ -15,8 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+from devstack.cluster import config as cluster_config
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+# Where the devstack Prometheus scrapes them (devstack/cluster/prometheus.py): one setting.
+HOST = cluster_config.HOST
 
 
 def _runnable(package: str) -> bool:
@@ -29,7 +33,13 @@ def _runnable(package: str) -> bool:
 
 def _commands() -> dict[str, list[str]]:
     commands = {
-        "web": [PY, "manage.py", "runserver", "127.0.0.1:8000", "--noreload"],
+        "web": [
+            PY,
+            "manage.py",
+            "runserver",
+            f"{HOST}:{cluster_config.PORTAL_WEB_PORT}",
+            "--noreload",
+        ],
         "worker": [PY, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-c", "2"],
         "beat": [
             PY,
@@ -47,7 +57,7 @@ def _commands() -> dict[str, list[str]]:
     if _runnable("devstack.hub"):
         commands["hub"] = [PY, "-m", "devstack.hub", "--port", "58080"]
     if _runnable("gateway"):  # once the gateway has a server
-        commands["gateway"] = [PY, "-m", "gateway", "--port", "8080"]
+        commands["gateway"] = [PY, "-m", "gateway", "--port", str(cluster_config.GATEWAY_PORT)]
     return commands
 
 
@@ -72,7 +82,9 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print("portal: http://127.0.0.1:8000  (admin / portal-demo)", flush=True)
+    print(
+        f"portal: http://{HOST}:{cluster_config.PORTAL_WEB_PORT}  (admin / portal-demo)", flush=True
+    )
     while not stopping:
         for key, _ in selector.select(timeout=0.5):
             line = key.fileobj.readline()  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 from django.conf import settings
@@ -23,8 +23,23 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import _http as hf_http
+from prometheus_client import Counter
 
 from portal.errors import DomainError
+
+# Every Hub failure a caller sees, by its kind (the HubError subclass): HubUnavailable is the
+# Hub's or the network's fault, the others are answers about a repository or a token.
+_E = TypeVar("_E", bound="HubError")
+HUB_ERRORS = Counter(
+    "portal_hub_errors_total",
+    "Hugging Face Hub calls of this process that failed, by the kind of error reported.",
+    ("error",),
+)
+
+
+def _counted(error: _E) -> _E:
+    HUB_ERRORS.labels(error=type(error).__name__).inc()
+    return error
 
 
 class HubError(DomainError):
@@ -104,6 +119,9 @@ class HubClient:
         self._api = HfApi(endpoint=self.endpoint, token=self._token)
 
     def _translate(self, error: Exception, repo_id: str = "", revision: str = "") -> HubError:
+        return _counted(self._classify(error, repo_id, revision))
+
+    def _classify(self, error: Exception, repo_id: str, revision: str) -> HubError:
         if isinstance(error, GatedRepoError):  # a subclass of RepositoryNotFoundError: first
             return GatedNoAccess(
                 f"'{repo_id}' is gated and the tenant's Hub token has no access to it: request "
@@ -146,8 +164,10 @@ class HubClient:
             return dict(self._api.whoami(token=self._token))
         except HfHubHTTPError as error:
             if error.response is not None and error.response.status_code == 401:
-                raise InvalidToken(
-                    "the Hub does not accept this token (invalid or revoked)", field="token"
+                raise _counted(
+                    InvalidToken(
+                        "the Hub does not accept this token (invalid or revoked)", field="token"
+                    )
                 ) from None
             raise self._translate(error) from None
         except Exception as error:
@@ -190,8 +210,8 @@ class HubClient:
             cause = error.__cause__ or error.__context__
             if isinstance(cause, Exception) and not isinstance(cause, LocalEntryNotFoundError):
                 raise self._translate(cause, repo_id, commit_sha) from None
-            raise HubUnavailable(
-                f"could not fetch {filename} from the Hub at {self.endpoint}"
+            raise _counted(
+                HubUnavailable(f"could not fetch {filename} from the Hub at {self.endpoint}")
             ) from None
         except EntryNotFoundError:
             return None

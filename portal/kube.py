@@ -21,12 +21,22 @@ from django.conf import settings
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
+from prometheus_client import Counter
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from portal.errors import DomainError
 
 FIELD_MANAGER = "inference-portal"
 _dynamic_lock = threading.Lock()
+
+# Every failure that reaches a caller as ClusterUnavailable, by the API's HTTP status or
+# "unreachable" (no answer) / "no_config" (no usable kubeconfig). A 404 the caller expects
+# (get, delete) is an answer, not an error, and is not counted.
+API_ERRORS = Counter(
+    "portal_kubernetes_api_errors_total",
+    "Kubernetes API calls of this process that failed, by HTTP status or failure kind.",
+    ("status",),
+)
 
 
 class ClusterUnavailable(DomainError):
@@ -41,6 +51,7 @@ def api_client() -> client.ApiClient:
             return config.new_client_from_config(config_file=settings.KUBECONFIG)
         config.load_incluster_config()
     except config.ConfigException as error:
+        API_ERRORS.labels(status="no_config").inc()
         raise ClusterUnavailable(f"no usable Kubernetes configuration: {error}") from None
     return client.ApiClient()
 
@@ -56,6 +67,9 @@ def core() -> client.CoreV1Api:
 
 
 def _unavailable(error: Exception) -> ClusterUnavailable:
+    API_ERRORS.labels(
+        status=str(error.status) if isinstance(error, ApiException) else "unreachable"
+    ).inc()
     if isinstance(error, ApiException):
         return ClusterUnavailable(f"the Kubernetes API answered {error.status}: {error.reason}")
     return ClusterUnavailable("cannot reach the Kubernetes API server; try again later")

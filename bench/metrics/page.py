@@ -3,8 +3,9 @@
 The database holds the tenants and their deployments (rows only, no pods). Prometheus is the
 real devstack one: this script serves a TGI exposition per deployment (the simulator's own
 metrics code, fed with synthetic traffic) and registers the targets through the file_sd
-directory Prometheus watches, labelled like the tgi-pods job labels real pods. So every panel
-query has series for all deployments to aggregate, and the page renders real numbers.
+directory Prometheus watches, labelled like the inference-serving-pods job labels real pods.
+So every panel query has series for all deployments to aggregate, and the page renders real
+numbers.
 
 The page is rendered through Django's test client in this process, so the time measured is
 server time: view, PromQL round trips, template. PromQL calls are counted by wrapping the

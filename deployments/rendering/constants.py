@@ -147,3 +147,9 @@ HPA_SCALE_UP_PERIOD_SECONDS: Final = 60
 PROMETHEUS_SCRAPE: Final = "prometheus.io/scrape"
 PROMETHEUS_PORT: Final = "prometheus.io/port"
 PROMETHEUS_PATH: Final = "prometheus.io/path"
+
+# The portal's own workloads (deploy/k8s): their namespace, the app name and the components
+# whose pods serve /metrics. deploy/prometheus/ scrapes them by these.
+PORTAL_NAMESPACE: Final = "inference-portal"
+PORTAL_APP_NAME: Final = "inference-portal"
+PORTAL_METRICS_COMPONENTS: Final = ("web", "gateway")

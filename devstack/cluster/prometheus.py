@@ -1,96 +1,78 @@
-"""Prometheus configuration: TGI pods found through the local apiserver, plus portal/gateway."""
+"""Prometheus configuration: the shipped scrape config, pointed at the local apiserver and the
+portal processes on this machine."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from deployments.rendering import monitoring
+
 from . import build, config
 
-# Pods carrying this label are scraped; the portal sets it (to the engine's name) on every
-# serving pod it renders, whichever engine runs there.
-SCRAPE_POD_LABEL = "inference.backend"
-SCRAPE_POD_LABEL_VALUE = ".+"
 SCRAPE_INTERVAL = "2s"  # short so tests observe fresh samples quickly
-RULES_DIR = config.REPO_ROOT / "deploy" / "prometheus"
+PROMETHEUS_DIR = config.REPO_ROOT / "deploy" / "prometheus"
+SHIPPED_SCRAPE_CONFIG = PROMETHEUS_DIR / monitoring.SCRAPE_CONFIG_FILE
+# The portal's processes run on this machine, not in pods: their jobs get these targets in
+# place of the shipped pod discovery.
+LOCAL_PROCESS_PORTS = {
+    monitoring.portal_job("web"): config.PORTAL_WEB_PORT,
+    monitoring.portal_job("gateway"): config.GATEWAY_PORT,
+}
 
 
-def _label_meta(label: str) -> str:
-    """Prometheus' sanitized meta label name for a Kubernetes pod label."""
-    sanitized = "".join(ch if ch.isalnum() else "_" for ch in label)
-    return f"__meta_kubernetes_pod_label_{sanitized}"
+def _local_access(layout: config.Layout) -> dict[str, Any]:
+    """The apiserver and credentials replacing the shipped in-cluster placeholders."""
+    pki = layout.pki
+    return {
+        "api_server": f"https://{config.HOST}:{config.APISERVER_PORT}",
+        # The local apiserver knows the admin client certificate, not service-account tokens
+        # of a Prometheus pod: the same access, another credential.
+        "tls_config": {
+            "ca_file": str(pki / "ca.crt"),
+            "cert_file": str(pki / "admin.crt"),
+            "key_file": str(pki / "admin.key"),
+        },
+    }
+
+
+def _localize(job: dict[str, Any], layout: config.Layout) -> dict[str, Any]:
+    job = copy.deepcopy(job)
+    port = LOCAL_PROCESS_PORTS.get(job["job_name"])
+    if port is not None:
+        del job["kubernetes_sd_configs"]
+        job["static_configs"] = [{"targets": [f"{config.HOST}:{port}"]}]
+        if job["job_name"] == monitoring.portal_job("gateway"):
+            # Gateway processes on other ports (tests, benchmarks) register themselves by
+            # dropping a target file here; Prometheus re-reads the directory without a reload.
+            job["file_sd_configs"] = [
+                {"files": [str(gateway_targets_dir(layout) / "*.json")], "refresh_interval": "1s"}
+            ]
+        return job
+    for sd in job.get("kubernetes_sd_configs", []):
+        for key in monitoring.ACCESS_KEYS:
+            sd.pop(key, None)
+        sd.update(_local_access(layout))
+    return job
 
 
 def render_config(layout: config.Layout) -> dict[str, Any]:
-    pki = layout.pki
-    api_tls = {
-        "ca_file": str(pki / "ca.crt"),
-        "cert_file": str(pki / "admin.crt"),
-        "key_file": str(pki / "admin.key"),
-    }
-    tgi_job = {
-        "job_name": "tgi-pods",
-        "kubernetes_sd_configs": [
-            {
-                "role": "pod",
-                "api_server": f"https://{config.HOST}:{config.APISERVER_PORT}",
-                "tls_config": api_tls,
-            }
-        ],
-        "relabel_configs": [
-            {
-                "source_labels": [_label_meta(SCRAPE_POD_LABEL)],
-                "regex": SCRAPE_POD_LABEL_VALUE,
-                "action": "keep",
-            },
-            # One target per declared container port; pods without ports are dropped.
-            {
-                "source_labels": ["__meta_kubernetes_pod_container_port_number"],
-                "regex": ".+",
-                "action": "keep",
-            },
-            {
-                "source_labels": ["__meta_kubernetes_pod_phase"],
-                "regex": "Running",
-                "action": "keep",
-            },
-            {
-                "source_labels": [
-                    "__meta_kubernetes_pod_ip",
-                    "__meta_kubernetes_pod_container_port_number",
-                ],
-                "separator": ":",
-                "target_label": "__address__",
-            },
-            {"target_label": "__metrics_path__", "replacement": "/metrics"},
-            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-            {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
-            {"regex": "__meta_kubernetes_pod_label_(.+)", "action": "labelmap"},
-        ],
-    }
-    static_jobs = [
-        {
-            "job_name": name,
-            "static_configs": [{"targets": [f"{config.HOST}:{port}"]}],
-            "metrics_path": "/metrics",
-        }
-        for name, port in (("portal-web", config.PORTAL_WEB_PORT), ("gateway", config.GATEWAY_PORT))
-    ]
-    # Gateway processes on other ports (tests, benchmarks) register themselves by dropping a
-    # target file here; Prometheus re-reads the directory without a reload.
-    static_jobs[1]["file_sd_configs"] = [
-        {"files": [str(gateway_targets_dir(layout) / "*.json")], "refresh_interval": "1s"}
-    ]
+    """The shipped scrape config with its placeholders replaced for this machine.
+
+    Only cluster access (api_server, tls_config, authorization) and the discovery of the
+    portal's own processes differ from deploy/prometheus/scrape-configs.yaml; jobs, paths and
+    relabelling are the shipped ones (tests/devstack/test_cluster_config.py checks it).
+    """
+    shipped = yaml.safe_load(SHIPPED_SCRAPE_CONFIG.read_text())
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-        # The portal's recording rules (python -m deployments.metrics writes them; the metrics
-        # pages read the per-deployment rates they record) and soft-guardrail alerts
-        # (manage.py export_guardrail_rules). After adding a file: POST /-/reload.
-        "rule_files": [str(RULES_DIR / "*.yml")],
-        "scrape_configs": [tgi_job, *static_jobs],
+        # The portal's recording rules (the metrics pages read the per-deployment rates they
+        # record) and soft-guardrail alerts. After regenerating one: POST /-/reload.
+        "rule_files": [str(PROMETHEUS_DIR / name) for name in monitoring.RULE_FILES],
+        "scrape_configs": [_localize(job, layout) for job in shipped["scrape_configs"]],
     }
 
 

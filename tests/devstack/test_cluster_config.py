@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from deployments.rendering import monitoring
+from devstack import run as devstack_run
 from devstack.cluster import (
     SIM_KUBELET_ANNOTATION,
     SIM_KUBELET_ANNOTATION_VALUE,
@@ -106,19 +109,71 @@ def test_pool_nodes_get_distinct_pod_cidrs_in_the_pod_network() -> None:
     assert by_pool["h100-80g"][0]["metadata"]["labels"]["nvidia.com/gpu.count"] == "8"
 
 
+def _jobs(rendered: dict) -> dict[str, dict]:
+    return {job["job_name"]: job for job in rendered["scrape_configs"]}
+
+
 def test_prometheus_scrapes_every_engines_pods_through_the_local_apiserver(tmp_path: Path) -> None:
-    rendered = prometheus.render_config(config.Layout(tmp_path))
-    jobs = {job["job_name"]: job for job in rendered["scrape_configs"]}
-    sd = jobs["tgi-pods"]["kubernetes_sd_configs"][0]
+    jobs = _jobs(prometheus.render_config(config.Layout(tmp_path)))
+    serving = jobs[monitoring.SERVING_JOB]
+    sd = serving["kubernetes_sd_configs"][0]
     assert sd["role"] == "pod"
     assert sd["api_server"] == f"https://127.0.0.1:{config.APISERVER_PORT}"
-    keep = jobs["tgi-pods"]["relabel_configs"][0]
+    assert sd["tls_config"]["cert_file"] == str(tmp_path / "pki" / "admin.crt")
+    assert "authorization" not in sd  # the shipped service-account token is not used here
+    keep = serving["relabel_configs"][0]
     assert keep["source_labels"] == ["__meta_kubernetes_pod_label_inference_backend"]
     # Prometheus anchors relabel regexes: every engine's pods are kept, unlabelled ones are not.
     assert all(re.fullmatch(keep["regex"], name) for name in ENGINES)
     assert not re.fullmatch(keep["regex"], "")
-    assert jobs["portal-web"]["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
-    assert jobs["gateway"]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]
+
+
+def test_prometheus_scrapes_the_portal_processes_where_devstack_runs_them(tmp_path: Path) -> None:
+    jobs = _jobs(prometheus.render_config(config.Layout(tmp_path)))
+    web = jobs[monitoring.portal_job("web")]
+    gateway = jobs[monitoring.portal_job("gateway")]
+    assert web["static_configs"][0]["targets"] == [f"127.0.0.1:{config.PORTAL_WEB_PORT}"]
+    assert gateway["static_configs"][0]["targets"] == [f"127.0.0.1:{config.GATEWAY_PORT}"]
+    assert web["metrics_path"] == "/metrics"  # portal.metrics.METRICS_PATH, served by the web
+    commands = devstack_run._commands()
+    assert f"127.0.0.1:{config.PORTAL_WEB_PORT}" in commands["web"]
+
+
+def _without_placeholders(job: dict) -> dict:
+    """A job minus what a Prometheus outside the cluster must replace (cluster access) and,
+    for the portal's own processes, their discovery (pods in a cluster, local ports here)."""
+    job = copy.deepcopy(job)
+    for key in ("kubernetes_sd_configs", "static_configs", "file_sd_configs"):
+        for sd in job.get(key, []):
+            for access in monitoring.ACCESS_KEYS:
+                sd.pop(access, None)
+    if job["job_name"] in prometheus.LOCAL_PROCESS_PORTS:
+        for key in ("kubernetes_sd_configs", "static_configs", "file_sd_configs"):
+            job.pop(key, None)
+    return job
+
+
+def test_devstack_prometheus_runs_the_shipped_scrape_config(tmp_path: Path) -> None:
+    """Not a private copy: jobs, paths and relabelling are deploy/prometheus' own."""
+    shipped = yaml.safe_load(prometheus.SHIPPED_SCRAPE_CONFIG.read_text())["scrape_configs"]
+    rendered = prometheus.render_config(config.Layout(tmp_path))["scrape_configs"]
+    assert [_without_placeholders(job) for job in rendered] == [
+        _without_placeholders(job) for job in shipped
+    ]
+    # The placeholders really were there and really were replaced.
+    for before, after in zip(shipped, rendered, strict=True):
+        for sd in before.get("kubernetes_sd_configs", []):
+            assert sd["api_server"] == "https://kubernetes.default.svc"
+        for sd in after.get("kubernetes_sd_configs", []):
+            assert sd["api_server"] == f"https://127.0.0.1:{config.APISERVER_PORT}"
+
+
+def test_devstack_prometheus_loads_the_shipped_rule_files(tmp_path: Path) -> None:
+    rule_files = prometheus.render_config(config.Layout(tmp_path))["rule_files"]
+    assert [Path(f) for f in rule_files] == [
+        prometheus.PROMETHEUS_DIR / name for name in monitoring.RULE_FILES
+    ]
+    assert all(Path(f).is_file() for f in rule_files)
 
 
 def test_nodes_advertise_the_simulated_kubelet_where_the_apiserver_looks(tmp_path: Path) -> None:
