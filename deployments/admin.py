@@ -12,8 +12,9 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
-from deployments.capacity import PoolCapacity, pool_capacity
+from deployments.capacity import ClusterCapacity, pool_capacity
 from deployments.models import Tier
+from deployments.rendering.meta import label_selector_problem, selector_text
 from engines import ENGINES
 from portal import kube
 from tenants.admin import AuditedAdmin
@@ -21,14 +22,14 @@ from tenants.admin import AuditedAdmin
 _request_pools = threading.local()
 
 
-def _pools() -> dict[str, PoolCapacity] | None:
-    """The cluster's pools, read once per admin request (None when it is unreachable)."""
+def _pools() -> ClusterCapacity | None:
+    """The cluster's GPU nodes, read once per admin request (None when it is unreachable)."""
     if not hasattr(_request_pools, "value"):
         try:
             _request_pools.value = pool_capacity()
         except kube.ClusterUnavailable:
             _request_pools.value = None
-    pools: dict[str, PoolCapacity] | None = _request_pools.value
+    pools: ClusterCapacity | None = _request_pools.value
     return pools
 
 
@@ -41,6 +42,23 @@ class TierForm(forms.ModelForm):
     class Meta:
         model = Tier
         fields = "__all__"  # noqa: DJ007 - the fieldsets below choose what is shown
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # "{}" counts as empty for the form field; clean_node_selector says what to write.
+        self.fields["node_selector"].required = False
+
+    def clean_node_selector(self) -> dict[str, str]:
+        selector = self.cleaned_data.get("node_selector")
+        if not selector:
+            raise forms.ValidationError(
+                "name at least one label of the tier's GPU nodes, e.g. "
+                '{"nvidia.com/gpu.product": "NVIDIA-L4"}'
+            )
+        problem = label_selector_problem(selector)
+        if problem:
+            raise forms.ValidationError(problem)
+        return dict(selector)
 
     def clean_engine_images(self) -> dict[str, str]:
         """Only engines of the registry, each with an image reference (``name:tag``)."""
@@ -64,7 +82,7 @@ class TierAdmin(AuditedAdmin):
     list_display = (
         "slug",
         "name",
-        "node_pool",
+        "nodes",
         "gpu_product",
         "gpu_memory_gb",
         "gpus_per_replica",
@@ -72,8 +90,8 @@ class TierAdmin(AuditedAdmin):
         "is_active",
         "pool_free_gpus",
     )
-    list_filter = ("is_active", "node_pool", "gpu_product", "gpus_per_replica")
-    search_fields = ("slug", "name", "node_pool", "gpu_product", "description")
+    list_filter = ("is_active", "gpu_product", "gpus_per_replica")
+    search_fields = ("slug", "name", "gpu_product", "description")
     ordering = ("gpu_memory_gb", "gpus_per_replica", "slug")
     readonly_fields = ("node_pool_capacity",)
     fieldsets = (
@@ -82,9 +100,8 @@ class TierAdmin(AuditedAdmin):
             "Hardware",
             {
                 "fields": (
-                    "node_pool",
-                    "node_pool_capacity",
                     "node_selector",
+                    "node_pool_capacity",
                     "tolerations",
                     "gpu_product",
                     "gpu_memory_gb",
@@ -121,24 +138,28 @@ class TierAdmin(AuditedAdmin):
         finally:
             _forget_pools()
 
-    @admin.display(description="Free GPUs in pool")
-    def pool_free_gpus(self, tier: Tier) -> str:
-        pools = _pools()
-        if pools is None:
-            return "cluster unreachable"
-        pool = pools.get(tier.node_pool)
-        return f"{pool.free} / {pool.allocatable}" if pool else "no nodes"
+    @admin.display(description="Node selector")
+    def nodes(self, tier: Tier) -> str:
+        return selector_text(tier.node_selector)
 
-    @admin.display(description="Node pool capacity (live)")
+    @admin.display(description="Free GPUs on its nodes")
+    def pool_free_gpus(self, tier: Tier) -> str:
+        capacity = _pools()
+        if capacity is None:
+            return "cluster unreachable"
+        pool = capacity.matching(tier.node_selector)
+        return f"{pool.free} / {pool.allocatable}" if pool else "no matching GPU node"
+
+    @admin.display(description="Capacity of its nodes (live)")
     def node_pool_capacity(self, tier: Tier) -> str:
-        if not tier.node_pool:
+        if tier.pk is None:
             return "—"
-        pools = _pools()
-        if pools is None:
+        capacity = _pools()
+        if capacity is None:
             return "the cluster is unreachable; capacity unknown"
-        pool = pools.get(tier.node_pool)
+        pool = capacity.matching(tier.node_selector)
         if pool is None:
-            return f"node pool '{tier.node_pool}' has no nodes"
+            return f"no GPU node matches {selector_text(tier.node_selector)}"
         fits = pool.replicas_that_fit(tier.gpus_per_replica)
         return (
             f"{pool.nodes} nodes ({pool.gpu_product or 'no GPU label'}): {pool.allocatable} GPUs "

@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployments.capacity import PoolCapacity, pool_capacity
+from deployments.capacity import ClusterCapacity, PoolCapacity, pool_capacity
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
 from deployments.rendering import ServingSpec
+from deployments.rendering.meta import selector_text
 from deployments.rendering.specs import check_pod_annotations
 from deployments.serving_fields import SERVING_DEFAULTS
 from deployments.specs import serving_spec
@@ -168,9 +169,9 @@ def gpu_budget(
 
 @dataclass(frozen=True)
 class PoolRoom:
-    """Room in the tier's node pool for the new side's replicas."""
+    """Room on the tier's nodes (those its node selector matches) for the new side's replicas."""
 
-    pool: PoolCapacity | None  # None: the pool has no nodes in the cluster
+    pool: PoolCapacity | None  # None: no GPU node matches the tier's selector
     replicas_that_fit: int
     replicas: int
 
@@ -179,8 +180,8 @@ class PoolRoom:
         return self.replicas_that_fit < self.replicas
 
 
-def pool_room(tier: Tier, replicas: int, pools: dict[str, PoolCapacity]) -> PoolRoom:
-    pool = pools.get(tier.node_pool)
+def pool_room(tier: Tier, replicas: int, capacity: ClusterCapacity) -> PoolRoom:
+    pool = capacity.matching(tier.node_selector)
     fitting = pool.replicas_that_fit(tier.gpus_per_replica) if pool is not None else 0
     return PoolRoom(pool=pool, replicas_that_fit=fitting, replicas=replicas)
 
@@ -337,11 +338,16 @@ def admit(
     room = pool_room(tier, values["replicas"], pool_capacity())
     pool = room.pool
     if pool is None:
-        raise _refuse("tier", f"node pool '{tier.node_pool}' has no nodes in the cluster")
+        raise _refuse(
+            "tier",
+            f"no GPU node in the cluster matches the tier's node selector "
+            f"{selector_text(tier.node_selector)}",
+        )
     if room.short:
         raise _refuse(
             "replicas",
-            f"node pool '{tier.node_pool}' has {pool.free} free GPUs (room for "
+            f"the tier's {pool.nodes} nodes ({selector_text(tier.node_selector)}) have "
+            f"{pool.free} free GPUs (room for "
             f"{room.replicas_that_fit} replicas of {tier.gpus_per_replica} GPUs) but the new "
             f"side needs {values['replicas']} replicas",
         )

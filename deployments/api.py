@@ -81,7 +81,7 @@ class NodePoolViewSet(ApiContract, viewsets.ViewSet):
 
     @extend_schema(responses={200: NodePoolsSerializer, **errors(503)})
     def list(self, request: Request) -> Response:
-        pools = pool_capacity()
+        pools = pool_capacity().pools()
         return Response({"pools": [node_pool_data(pools[name]) for name in sorted(pools)]})
 
 

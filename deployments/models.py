@@ -8,6 +8,7 @@ from django.db import models
 
 from deployments.choices import ACTIVE_STATES, Colour, DeletionStep, PromotionMode, RolloutState
 from deployments.rendering.constants import DEPLOYMENT_NAME_MAX
+from deployments.rendering.meta import selector_text
 from engines import DEFAULT_ENGINE, ENGINES, engine_choices
 from tenants.tenancy import TenantOwnedModel
 from tenants.validators import validate_dns1123_label
@@ -19,15 +20,18 @@ def default_engine_images() -> dict[str, str]:
 
 
 class Tier(models.Model):
-    """A GPU offering platform admins define: which node pool, how many GPUs a replica gets."""
+    """A GPU offering platform admins define: which nodes (by label), how many GPUs a replica
+    gets."""
 
     slug = models.SlugField(max_length=50, unique=True, help_text="e.g. a100-80g-x2")
     name = models.CharField(max_length=100)
     description = models.CharField(max_length=300, blank=True)
-    node_pool = models.CharField(
-        max_length=63, help_text="Value of the node label inference.portal/pool."
+    node_selector = models.JSONField(
+        default=dict,
+        help_text="Node labels the tier's GPU nodes carry, as GPU feature discovery and the "
+        'cloud set them, e.g. {"nvidia.com/gpu.product": "NVIDIA-L4"} or '
+        '{"cloud.google.com/gke-nodepool": "l4-pool"}. Capacity counts the nodes it matches.',
     )
-    node_selector = models.JSONField(default=dict, blank=True)
     tolerations = models.JSONField(default=list, blank=True)
     gpu_product = models.CharField(max_length=100, help_text="e.g. NVIDIA-A100-SXM4-80GB")
     gpu_memory_gb = models.DecimalField(
@@ -72,6 +76,10 @@ class Tier(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def node_selector_text(self) -> str:
+        return selector_text(self.node_selector or {})
 
     @property
     def total_gpu_memory_gb(self) -> Decimal:

@@ -37,6 +37,11 @@ class TierSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="The engines this tier offers, each with the image it runs.",
     )
+    node_selector = serializers.DictField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Node labels the tier's GPU nodes carry; its pods' nodeSelector.",
+    )
     gpu_memory_gb = serializers.FloatField(read_only=True)
     price_per_gpu_hour = serializers.DecimalField(max_digits=8, decimal_places=4, read_only=True)
 
@@ -46,7 +51,7 @@ class TierSerializer(serializers.ModelSerializer):
             "slug",
             "name",
             "description",
-            "node_pool",
+            "node_selector",
             "gpu_product",
             "gpu_memory_gb",
             "gpus_per_replica",
@@ -63,7 +68,11 @@ class TierSerializer(serializers.ModelSerializer):
 class NodePoolSerializer(serializers.Serializer):
     """GPU capacity of one node pool (documents node_pool_data)."""
 
-    pool = serializers.CharField()
+    pool = serializers.CharField(
+        help_text="The pool as the cloud or autoscaler labels its nodes "
+        "(cloud.google.com/gke-nodepool, eks.amazonaws.com/nodegroup, karpenter.sh/nodepool, "
+        "kubernetes.azure.com/agentpool), else the instance type."
+    )
     gpu_product = serializers.CharField()
     nodes = serializers.IntegerField()
     allocatable_gpus = serializers.IntegerField()

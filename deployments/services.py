@@ -26,7 +26,11 @@ from deployments.models import (
     default_engine_images,
 )
 from deployments.rendering import other_colour
-from deployments.rendering.constants import DEPLOYMENT_NAME_MAX, LABEL_POOL, PREVIEW_SUFFIX
+from deployments.rendering.constants import (
+    DEPLOYMENT_NAME_MAX,
+    LABEL_GPU_PRODUCT,
+    PREVIEW_SUFFIX,
+)
 from deployments.serving_fields import PROMOTION_DEFAULTS, PROMOTION_SCHEMA, out_of_range
 from deployments.tasks import advance_rollout
 from deployments.tasks import delete_deployment as delete_deployment_task
@@ -36,14 +40,13 @@ from tenants.audit import Actor
 from tenants.models import Tenant
 from tenants.validators import validate_dns1123_label
 
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-
-# The demo tiers, on the local cluster's node pools (devstack/cluster/nodepools.yaml).
+# The demo tiers, on the local cluster's node pools (devstack/cluster/nodepools.yaml), found
+# by the label NVIDIA's GPU feature discovery sets; the renderer adds the GPU taint's toleration.
 DEFAULT_TIERS: list[dict[str, Any]] = [
     {
         "slug": "l4",
         "name": "L4 24 GB",
-        "node_pool": "l4",
+        "node_selector": {LABEL_GPU_PRODUCT: "NVIDIA-L4"},
         "gpu_product": "NVIDIA-L4",
         "gpu_memory_gb": Decimal("24"),
         "gpus_per_replica": 1,
@@ -56,7 +59,7 @@ DEFAULT_TIERS: list[dict[str, Any]] = [
     {
         "slug": "a100-80g",
         "name": "A100 80 GB",
-        "node_pool": "a100-80g",
+        "node_selector": {LABEL_GPU_PRODUCT: "NVIDIA-A100-SXM4-80GB"},
         "gpu_product": "NVIDIA-A100-SXM4-80GB",
         "gpu_memory_gb": Decimal("80"),
         "gpus_per_replica": 1,
@@ -69,7 +72,7 @@ DEFAULT_TIERS: list[dict[str, Any]] = [
     {
         "slug": "a100-80g-x2",
         "name": "2 × A100 80 GB",
-        "node_pool": "a100-80g",
+        "node_selector": {LABEL_GPU_PRODUCT: "NVIDIA-A100-SXM4-80GB"},
         "gpu_product": "NVIDIA-A100-SXM4-80GB",
         "gpu_memory_gb": Decimal("80"),
         "gpus_per_replica": 2,
@@ -82,7 +85,7 @@ DEFAULT_TIERS: list[dict[str, Any]] = [
     {
         "slug": "h100-80g-x4",
         "name": "4 × H100 80 GB",
-        "node_pool": "h100-80g",
+        "node_selector": {LABEL_GPU_PRODUCT: "NVIDIA-H100-80GB-HBM3"},
         "gpu_product": "NVIDIA-H100-80GB-HBM3",
         "gpu_memory_gb": Decimal("80"),
         "gpus_per_replica": 4,
@@ -100,12 +103,7 @@ def ensure_default_tiers() -> list[Tier]:
     """Create the demo tiers that do not exist yet (existing ones are left as admins set them)."""
     tiers = []
     for spec in DEFAULT_TIERS:
-        defaults = {
-            **spec,
-            "node_selector": {LABEL_POOL: spec["node_pool"]},
-            "tolerations": [GPU_TOLERATION],
-            "engine_images": default_engine_images(),
-        }
+        defaults = {**spec, "engine_images": default_engine_images()}
         tier, _ = Tier.objects.get_or_create(slug=spec["slug"], defaults=defaults)
         tiers.append(tier)
     return tiers

@@ -7,7 +7,6 @@ from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
 from deployments.rendering import ModelRevisionSpec, OwnerRef, ServingSpec, TenantSpec, TierSpec
 from deployments.rendering.constants import (
     HUB_TOKEN_SECRET_NAME,
-    LABEL_POOL,
     PROGRESS_DEADLINE_SECONDS,
 )
 from deployments.rendering.meta import weights_pvc_name
@@ -32,7 +31,7 @@ def tier_spec(tier: Tier, image: str) -> TierSpec:
     """The tier as the renderers see it, running `image` (the revision's engine image)."""
     return TierSpec(
         name=tier.slug,
-        node_selector={LABEL_POOL: tier.node_pool, **tier.node_selector},
+        node_selector=dict(tier.node_selector),
         tolerations=list(tier.tolerations),
         gpu_product=tier.gpu_product,
         gpu_memory_gib=float(tier.gpu_memory_gb) * 1e9 / 2**30,

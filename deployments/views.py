@@ -20,7 +20,7 @@ from django.views.generic import DetailView, ListView, TemplateView
 
 from deployments import deletion, policy, services
 from deployments.admission import deployment_gpus, gpu_budget, pool_room
-from deployments.capacity import PoolCapacity, pool_capacity
+from deployments.capacity import ClusterCapacity, pool_capacity
 from deployments.choices import ACTIVE_STATES, STEP_ORDER, TERMINAL_STATES, RolloutState
 from deployments.forms import DeploymentForm, RevisionForm, ServingForm, revision_changes
 from deployments.models import Deployment, Rollout, Tier
@@ -58,7 +58,7 @@ def _htmx_target(request: HttpRequest) -> str | None:
     return target if isinstance(target, str) else None
 
 
-def _pools() -> tuple[dict[str, PoolCapacity] | None, str]:
+def _pools() -> tuple[ClusterCapacity | None, str]:
     try:
         return pool_capacity(), ""
     except kube.ClusterUnavailable as error:

@@ -250,7 +250,7 @@ def simulator_command(
     engine = ENGINES[engine_name]
     tier = TierSpec(
         name="a100-80g",
-        node_selector={"inference.portal/pool": "a100-80g"},
+        node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
         tolerations=[],
         gpu_product="NVIDIA-A100-SXM4-80GB",
         gpu_memory_gib=80,

@@ -34,8 +34,6 @@ LABEL_MODEL: Final = "inference.portal/model"
 LABEL_MODEL_SHA: Final = "inference.portal/model-sha"
 LABEL_TIER: Final = "inference.portal/tier"
 LABEL_BACKEND: Final = "inference.backend"
-# On GPU nodes: the node pool a tier schedules onto (Tier.node_pool).
-LABEL_POOL: Final = "inference.portal/pool"
 # The app.kubernetes.io/name of every serving pod, whatever its engine. It is part of the
 # Deployments' selectors (immutable in apps/v1) and of the Services' selectors: an engine-specific
 # value would make switching a deployment's engine re-apply a colour with another selector (the
@@ -74,6 +72,16 @@ LIMIT_RANGE_NAME: Final = "portal-defaults"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 # Node label set by NVIDIA GPU feature discovery.
 LABEL_GPU_PRODUCT: Final = "nvidia.com/gpu.product"
+# Well-known node label (kubelet --node-labels / cloud provider): the machine type.
+LABEL_INSTANCE_TYPE: Final = "node.kubernetes.io/instance-type"
+# Node labels that name a node's pool, as GKE, EKS managed node groups, Karpenter and AKS set
+# them; the first present names the pool (capacity pages), else the instance type does.
+NODE_POOL_LABELS: Final = (
+    "cloud.google.com/gke-nodepool",
+    "eks.amazonaws.com/nodegroup",
+    "karpenter.sh/nodepool",
+    "kubernetes.azure.com/agentpool",
+)
 # ResourceQuota accepts extended resources only with the "requests." prefix (no limits.* form).
 GPU_QUOTA_KEY: Final = f"requests.{GPU_RESOURCE}"
 # The taint GPU node pools carry (NVIDIA GPU operator / cloud GPU pools convention).

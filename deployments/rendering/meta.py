@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from deployments.rendering import constants as c
@@ -14,6 +15,39 @@ _LABEL_VALUE_FORBIDDEN = re.compile(r"[^A-Za-z0-9_.-]")
 _LABEL_VALUE_EDGE = "-_."
 _HASH_LENGTH = 8
 _PVC_READABLE_FORBIDDEN = re.compile(r"[^a-z0-9-]+")
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def selector_text(selector: Mapping[str, str]) -> str:
+    """A node selector as kubectl's -l takes it."""
+    return ",".join(f"{key}={value}" for key, value in sorted(selector.items())) or "(any node)"
+
+
+def label_selector_problem(selector: Any) -> str:
+    """Why ``selector`` is not a nodeSelector the API server accepts ("" when it is one):
+    keys ``[prefix/]name`` and values as apimachinery's IsQualifiedName/IsValidLabelValue."""
+    if not isinstance(selector, dict):
+        return 'a JSON object of node labels, e.g. {"nvidia.com/gpu.product": "NVIDIA-L4"}'
+    for key, value in selector.items():
+        prefix, _, name = key.rpartition("/")
+        if (
+            not name
+            or len(name) > c.LABEL_VALUE_MAX
+            or not _LABEL_NAME.match(name)
+            or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)))
+            or ("/" in key and not prefix)
+        ):
+            return f"{key!r} is not a label key ([prefix/]name, name at most 63 characters)"
+        if (
+            not isinstance(value, str)
+            or len(value) > c.LABEL_VALUE_MAX
+            or not (_LABEL_NAME.match(value) or value == "")
+        ):
+            return f"the value of {key!r} is not a label value (at most 63 characters)"
+    return ""
 
 
 def _digest(value: str, length: int = _HASH_LENGTH) -> str:

@@ -130,8 +130,8 @@ def owner_ref_from(applied: Mapping[str, Any]) -> OwnerRef:
 class TierSpec:
     """A GPU node pool offering: where the pods run and what each replica gets.
 
-    ``node_selector`` is complete as given: include the pool label (``inference.portal/pool``
-    = ``Tier.node_pool``) there. ``tolerations`` may omit the standard
+    ``node_selector`` is complete as given (``Tier.node_selector``: standard node labels such
+    as ``nvidia.com/gpu.product``). ``tolerations`` may omit the standard
     ``nvidia.com/gpu=present:NoSchedule`` one; the renderer adds it.
     """
 

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from deployments import admission, policy, services, views
-from deployments.capacity import PoolCapacity
+from deployments.capacity import ClusterCapacity, NodeGpus
 from deployments.choices import RolloutState
 from deployments.forms import DeploymentForm, RevisionForm
 from deployments.models import Deployment, Rollout
 from deployments.policy import Action
+from deployments.rendering.constants import LABEL_GPU_PRODUCT
 from portal.errors import Conflict
 from tenants.audit import Actor
 from tenants.roles import OPERATION_ROLES
@@ -91,10 +92,15 @@ def test_services_refuse_exactly_what_the_state_does_not_allow(world: World, sta
 
 
 @pytest.fixture
-def pools(monkeypatch: pytest.MonkeyPatch) -> dict[str, PoolCapacity]:
-    found = {
-        "l4": PoolCapacity("l4", nodes=3, allocatable=3, free_per_node={"a": 1, "b": 1}),
-    }
+def pools(monkeypatch: pytest.MonkeyPatch) -> ClusterCapacity:
+    """Three L4 nodes, one of them busy: room for two replicas of one GPU."""
+    found = ClusterCapacity(
+        [
+            NodeGpus("a", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=0),
+            NodeGpus("b", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=0),
+            NodeGpus("c", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=1),
+        ]
+    )
     monkeypatch.setattr(admission, "pool_capacity", lambda: found)
     monkeypatch.setattr(views, "pool_capacity", lambda: found)
     return found
@@ -110,7 +116,7 @@ def assert_same_figures(review: dict[str, Any], admitted: admission.Admission) -
 
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_wizard_review_of_a_new_deployment_is_admissions(
-    world: World, pools: dict[str, PoolCapacity], replicas: int
+    world: World, pools: ClusterCapacity, replicas: int
 ) -> None:
     acknowledge(world)
     form = DeploymentForm(wizard_data(world, name="chat", replicas=replicas), tenant=world.tenant_a)
@@ -122,7 +128,7 @@ def test_wizard_review_of_a_new_deployment_is_admissions(
 
 
 def test_wizard_review_of_a_new_revision_counts_the_live_side_as_admission_does(
-    world: World, pools: dict[str, PoolCapacity]
+    world: World, pools: ClusterCapacity
 ) -> None:
     acknowledge(world)
     deployment = serving(world)
@@ -134,9 +140,7 @@ def test_wizard_review_of_a_new_revision_counts_the_live_side_as_admission_does(
     assert (review["in_use"], review["needed"]) == (1, 2)  # the live blue side holds one
 
 
-def test_wizard_review_flags_what_admission_refuses(
-    world: World, pools: dict[str, PoolCapacity]
-) -> None:
+def test_wizard_review_flags_what_admission_refuses(world: World, pools: ClusterCapacity) -> None:
     acknowledge(world)
     form = DeploymentForm(wizard_data(world, name="chat", replicas=3), tenant=world.tenant_a)
     assert form.is_valid(), form.errors

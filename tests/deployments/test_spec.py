@@ -137,7 +137,6 @@ def test_admin_refuses_an_unknown_engine_naming_it(world: World) -> None:
         "name": tier.name,
         "description": tier.description,
         "is_active": "on",
-        "node_pool": tier.node_pool,
         "node_selector": json.dumps(tier.node_selector),
         "tolerations": json.dumps(tier.tolerations),
         "gpu_product": tier.gpu_product,

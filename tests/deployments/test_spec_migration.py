@@ -36,3 +36,35 @@ def test_an_existing_tier_offers_its_pinned_tgi_image_and_nothing_else() -> None
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_existing_tier_keeps_selecting_the_nodes_of_its_pool() -> None:
+    """Tiers now select nodes by labels alone; one made when a pool name was a field of its
+    own keeps that pool's label in its selector, so its pods stay where they are."""
+    before = [("deployments", "0006_deletion_progress")]
+    after = [("deployments", "0007_tier_selects_nodes_by_labels")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old_tier = executor.loader.project_state(before).apps.get_model("deployments", "Tier")
+    old_tier.objects.create(
+        slug="a100-old",
+        name="A100",
+        node_pool="a100-80g",
+        node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
+        gpu_product="NVIDIA-A100-SXM4-80GB",
+        gpu_memory_gb=Decimal("80"),
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    new_tier = executor.loader.project_state(after).apps.get_model("deployments", "Tier")
+    assert new_tier.objects.get(slug="a100-old").node_selector == {
+        "inference.portal/pool": "a100-80g",
+        "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
+    }
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

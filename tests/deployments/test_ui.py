@@ -10,9 +10,10 @@ from django.urls import reverse
 from prometheus_api_client import PrometheusConnect
 
 from deployments import admission, deletion, tasks, views
-from deployments.capacity import PoolCapacity
+from deployments.capacity import ClusterCapacity, NodeGpus
 from deployments.choices import RolloutState
 from deployments.models import Deployment, DeploymentRevision
+from deployments.rendering.constants import LABEL_GPU_PRODUCT
 from tests.deployments.test_api import a_rollout, acknowledge
 from tests.fixtures.personas import World
 
@@ -428,7 +429,13 @@ def test_new_revision_deploys_through_the_apis_service(
 ) -> None:
     deployment = serving(world)
     acknowledge(world)
-    pools = {"l4": PoolCapacity("l4", nodes=3, allocatable=3, free_per_node={"a": 1, "b": 1})}
+    pools = ClusterCapacity(
+        [
+            NodeGpus("a", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=0),
+            NodeGpus("b", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=0),
+            NodeGpus("c", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=1),
+        ]
+    )
     monkeypatch.setattr(admission, "pool_capacity", lambda: pools)
     monkeypatch.setattr(views, "pool_capacity", lambda: pools)
     client = world.client_for("maintainer_a")

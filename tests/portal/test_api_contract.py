@@ -21,7 +21,7 @@ from django.test import Client
 from django.test.client import encode_multipart
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from deployments.capacity import PoolCapacity
+from deployments.capacity import ClusterCapacity, NodeGpus, PoolCapacity
 from deployments.choices import RolloutState
 from deployments.models import Deployment, Rollout
 from devstack.hub import fixtures as hub
@@ -342,10 +342,8 @@ def _model_updated(world: World) -> None:
 def writable(world: World, monkeypatch: pytest.MonkeyPatch, settings: Any) -> World:
     """The world with what the writes need beyond the database: GPUs free in every pool (no
     cluster here), licence acknowledged, and the Hub token's Secret write accepted."""
-    free = PoolCapacity(
-        pool="any", nodes=4, allocatable=32, free_per_node={f"n{i}": 8 for i in range(4)}
-    )
-    monkeypatch.setattr("deployments.admission.pool_capacity", lambda: _Pools(free))
+    free = _EveryTierFits([NodeGpus(f"n{i}", {}, allocatable=8, requested=0) for i in range(4)])
+    monkeypatch.setattr("deployments.admission.pool_capacity", lambda: free)
     monkeypatch.setattr(registry, "ensure_tenant_namespace", lambda tenant: None)
     monkeypatch.setattr(registry.kube, "apply", lambda *args, **kwargs: None)
     owner = Actor(world.users["owner_a"], "cli")
@@ -354,18 +352,11 @@ def writable(world: World, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Wo
     return world
 
 
-class _Pools(dict[str, PoolCapacity]):
-    """Every pool name answers the same free capacity."""
+class _EveryTierFits(ClusterCapacity):
+    """Four free 8-GPU nodes that every tier's selector matches."""
 
-    def __init__(self, capacity: PoolCapacity) -> None:
-        super().__init__()
-        self.capacity = capacity
-
-    def __missing__(self, key: str) -> PoolCapacity:
-        return self.capacity
-
-    def get(self, key: str, default: Any = None) -> PoolCapacity:
-        return self.capacity
+    def matching(self, selector: Any) -> PoolCapacity | None:
+        return super().matching({})
 
 
 def _write_operations(schema: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -74,7 +74,12 @@ def test_manifests_are_structurally_sound() -> None:
     for obj in objects:
         if obj["kind"] in ("Deployment", "Job"):
             pod = obj["spec"]["template"]["spec"]
-            assert pod["nodeSelector"] == {"inference.portal/pool": "system"}
+            # Kept off GPU nodes by the label GPU feature discovery sets, no label of ours.
+            assert "nodeSelector" not in pod
+            required = pod["affinity"]["nodeAffinity"]
+            terms = required["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            no_gpu = {"key": "nvidia.com/gpu.present", "operator": "DoesNotExist"}
+            assert terms == [{"matchExpressions": [no_gpu]}]
             for c in pod["containers"]:
                 assert c["image"] == PORTAL_IMAGE
                 secrets = {
@@ -146,7 +151,7 @@ def test_portal_runs_on_the_system_pool(k8s: K8sClients, applied: dict[str, Any]
     assert len(serving) == sum(d["spec"]["replicas"] for d in deployments)
     for pod in pods:
         node = k8s.core.read_node(pod.spec.node_name)
-        assert node.metadata.labels["inference.portal/pool"] == "system", pod.metadata.name
+        assert "nvidia.com/gpu" not in (node.status.capacity or {}), pod.metadata.name
     wait_for(
         lambda: (
             k8s.batch.read_namespaced_job_status(
