@@ -20,7 +20,7 @@ from deployments.specs import serving_spec
 from engines.errors import SpecError
 from models_registry import fit
 from models_registry import services as registry
-from models_registry.models import RegisteredModel
+from models_registry.models import ModelRevision, RegisteredModel
 from portal.errors import DomainError
 from tenants.models import Tenant, TenantQuota
 
@@ -35,6 +35,9 @@ class ServingRequest:
 
     model: RegisteredModel
     tier: Tier
+    # The commit to serve; None: the one the model is pinned to now. Re-deploying an older
+    # revision pins that revision's commit, and admission checks that commit.
+    pinned_revision: ModelRevision | None = None
     # Defaults are the serving schema's (deployments.serving_fields).
     engine: str = SERVING_DEFAULTS["engine"]
     quantize: str = SERVING_DEFAULTS["quantize"]
@@ -51,9 +54,13 @@ class ServingRequest:
     queue_size_target: int = SERVING_DEFAULTS["queue_size_target"]
     pod_annotations: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def model_revision(self) -> ModelRevision | None:
+        return self.pinned_revision or self.model.current_revision
+
     def resolved(self) -> dict[str, Any]:
         """The concrete revision fields, defaults filled in the way TGI's launcher does."""
-        revision = self.model.current_revision
+        revision = self.model_revision
         context = revision.context_length if revision else None
         total = self.max_total_tokens or min(
             self.tier.default_max_total_tokens, context or self.tier.default_max_total_tokens
@@ -202,7 +209,7 @@ def complete_spec(
     revision = DeploymentRevision(
         deployment=deployment or Deployment(tenant=tenant, name=name),
         number=1 + (deployment.revisions.count() if deployment is not None else 0),
-        model_revision=request.model.current_revision,
+        model_revision=request.model_revision,
         tier=request.tier,
         **values,
     )
@@ -234,10 +241,10 @@ def admit(
     except SpecError as error:
         raise _spec_refusal(error) from None
     model, tier = request.model, request.tier
-    revision = model.current_revision
+    revision = request.model_revision
     if model.tenant_id != tenant.pk:
         raise _refuse("model", "the model is not registered in this tenant")
-    blockers = registry.deployment_blockers(model)
+    blockers = registry.deployment_blockers(model, revision)
     if blockers:
         raise _refuse("model", "the model cannot be deployed yet: " + "; ".join(blockers))
     assert revision is not None

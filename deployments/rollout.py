@@ -50,6 +50,7 @@ from deployments.serving_checks import (  # noqa: F401 - re-exported for callers
     _last_log_line,
     check_server,
     diagnose,
+    diagnose_download,
 )
 from deployments.specs import serving_spec
 from portal import kube
@@ -167,10 +168,9 @@ def step_weights(ctx: Context) -> StepResult:
     objects = _apply_all(render_tenant_namespace(ctx.spec.tenant))
     objects += _ensure_root(ctx)
     pvc = render_weights_pvc(ctx.spec)
-    job = render_weights_download_job(
-        ctx.spec, settings.PORTAL_IMAGE, hf_endpoint=settings.WEIGHTS_HF_ENDPOINT or None
-    )
-    existing = kube.get("batch/v1", "Job", job["metadata"]["name"], ctx.namespace)
+    job = render_weights_download_job(ctx.spec, hf_endpoint=settings.WEIGHTS_HF_ENDPOINT or None)
+    name = job["metadata"]["name"]
+    existing = kube.get("batch/v1", "Job", name, ctx.namespace)
     objects += _apply_all([pvc] if existing else [pvc, job])
     if existing is None:
         objects.append(_key(job))
@@ -183,25 +183,50 @@ def step_weights(ctx: Context) -> StepResult:
             objects=objects,
             updates={"weights_progress": "complete"},
         )
-    if any(
-        c.get("type") == "Failed" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    ):
+    failed = next(
+        (
+            c
+            for c in status.get("conditions") or []
+            if c.get("type") == "Failed" and c.get("status") == "True"
+        ),
+        None,
+    )
+    if failed is not None:
         # (creationTimestamp has whole seconds: a margin keeps this rollout's own Job.)
         if _created_before(existing, ctx.rollout.started_at - timedelta(seconds=2)):
             # An earlier rollout's failed attempt (kept 24 h for its logs): the user has
             # "deployed again" as its remedy said, perhaps with a fixed Hub token. Start over.
-            kube.delete("batch/v1", "Job", job["metadata"]["name"], ctx.namespace)
+            kube.delete("batch/v1", "Job", name, ctx.namespace)
             return StepResult(
                 wait=2, message="retrying the weight download (an earlier attempt had failed)"
             )
+        last_line = _last_log_line(ctx.namespace, {"job-name": name})
+        if failed.get("reason") == "DeadlineExceeded":
+            # The Job controller stops a Job active longer than activeDeadlineSeconds.
+            deadline = (existing.get("spec") or {}).get("activeDeadlineSeconds")
+            return StepResult(
+                fail=f"the weight download Job {name} did not finish within its deadline "
+                f"({deadline} s); last log line: {last_line}",
+                remedy="check the download's speed from the cluster to the Hub (or its mirror) "
+                "and the volume's size, then deploy again",
+            )
         return StepResult(
-            fail=f"the weight download Job {job['metadata']['name']} failed: "
-            + _last_log_line(ctx.namespace, {"job-name": job["metadata"]["name"]}),
+            fail=f"the weight download Job {name} failed: {last_line}",
             remedy="check that the tenant's Hub token can read the model and that the Hub is "
             "reachable, then deploy again",
         )
-    progress = _last_log_line(ctx.namespace, {"job-name": job["metadata"]["name"]})
+    selector = label_selector({"job-name": name})
+    pods = list(kube.core().list_namespaced_pod(ctx.namespace, label_selector=selector).items)
+    problem = diagnose_download(pods)
+    if problem is not None:
+        # Its pod would wait for that image until the Job's deadline (hours). Remove the Job
+        # so that deploying again, with the image fixed, starts a new one.
+        kube.delete("batch/v1", "Job", name, ctx.namespace)
+        reason, remedy = problem
+        return StepResult(
+            fail=f"the weight download Job {name} cannot run: {reason}", remedy=remedy
+        )
+    progress = _last_log_line(ctx.namespace, {"job-name": name})
     return StepResult(wait=1, updates={"weights_progress": progress[:300]})
 
 

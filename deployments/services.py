@@ -147,11 +147,11 @@ def _new_revision(
     admission: Admission,
 ) -> DeploymentRevision:
     number = (deployment.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
-    assert request.model.current_revision is not None
+    assert request.model_revision is not None
     return DeploymentRevision.objects.create(
         deployment=deployment,
         number=number,
-        model_revision=request.model.current_revision,
+        model_revision=request.model_revision,
         tier=request.tier,
         created_by=actor.user_or_none,
         **admission.values,
@@ -339,6 +339,7 @@ def deploy_revision(
     model = revision.model_revision.model
     request = ServingRequest(
         model=model,
+        pinned_revision=revision.model_revision,
         tier=revision.tier,
         engine=revision.engine,
         quantize=revision.quantize,
@@ -355,7 +356,8 @@ def deploy_revision(
         queue_size_target=revision.queue_size_target,
         pod_annotations=revision.pod_annotations or {},
     )
-    # The revision pins its own model commit; admission checks the model's access and licence.
+    # The revision pins its own model commit; admission checks that commit (its remote-code
+    # approval) and the model's access and licence.
     admit(deployment.tenant, request, deployment)
     return _start(actor, deployment, revision, promotion, idempotency_key), True
 

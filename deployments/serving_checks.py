@@ -47,6 +47,54 @@ def _engine_of(pod: Any) -> InferenceEngine:
     return ENGINES.get(labels.get(LABEL_BACKEND, ""), ENGINES[DEFAULT_ENGINE])
 
 
+# The kubelet's waiting reasons for an image it cannot get (pkg/kubelet/images/types.go:
+# ErrImagePull, ErrImagePullBackOff = "ImagePullBackOff", ErrInvalidImageName).
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+
+
+def _image_pull_failure(pod_name: str, container: Any) -> str | None:
+    """ "the image X of pod P cannot be pulled: <kubelet's message>", or None."""
+    waiting = container.state.waiting if container.state else None
+    if waiting is None or waiting.reason not in IMAGE_PULL_REASONS:
+        return None
+    image = f" {container.image}" if getattr(container, "image", None) else ""
+    return (
+        f"the image{image} of pod {pod_name} cannot be pulled: {waiting.message or waiting.reason}"
+    )
+
+
+def diagnose_download(pods: list[Any]) -> tuple[str, str] | None:
+    """Why the weight-download pod cannot run, as (reason, remedy); None while it may still.
+
+    The Job runs the engine's image: an image the serving pods could not pull either. Without
+    this the download would wait in ImagePullBackOff until the Job's deadline.
+    """
+    for pod in pods:
+        name = pod.metadata.name if pod.metadata else "?"
+        status = pod.status
+        if status is None:
+            continue
+        for container in [
+            *(status.init_container_statuses or []),
+            *(status.container_statuses or []),
+        ]:
+            pull = _image_pull_failure(name, container)
+            if pull is not None:
+                return (
+                    pull,
+                    "the weight download runs the tier's engine image: check that the image "
+                    "and tag exist, that the nodes can reach its registry and have its pull "
+                    "credentials, then deploy again",
+                )
+            waiting = container.state.waiting if container.state else None
+            if waiting is not None and waiting.reason == "CreateContainerConfigError":
+                return (
+                    f"download pod {name} cannot start: {waiting.message or waiting.reason}",
+                    "check the tenant's Hub token Secret, then deploy again",
+                )
+    return None
+
+
 def diagnose(
     pods: list[Any], now: Any, since: Any, *, read_log: LogReader | None = None
 ) -> tuple[str, str] | None:
@@ -93,14 +141,10 @@ def diagnose(
                         f"{terminated.exit_code}: {failure.reason}",
                         failure.remedy,
                     )
-            if waiting is not None and waiting.reason in (
-                "ErrImagePull",
-                "ImagePullBackOff",
-                "InvalidImageName",
-            ):
+            pull = _image_pull_failure(name, container)
+            if pull is not None:
                 return (
-                    f"the image of pod {name} cannot be pulled: "
-                    f"{waiting.message or waiting.reason}",
+                    pull,
                     f"check the tier's pinned {engine.label} image and the registry's credentials",
                 )
             if waiting is not None and waiting.reason == "CreateContainerConfigError":

@@ -11,6 +11,7 @@ from deployments.rendering.constants import (
 )
 from deployments.rendering.meta import weights_pvc_name
 from engines import get_engine
+from models_registry import services as registry
 from models_registry.models import HubCredential, ModelRevision
 from tenants.models import Tenant, TenantQuota
 
@@ -44,13 +45,13 @@ def tier_spec(tier: Tier, image: str) -> TierSpec:
 
 def model_spec(model_revision: ModelRevision) -> ModelRevisionSpec:
     registered = model_revision.model
-    trust = bool(model_revision.requires_custom_code and registered.remote_code_approved_at)
     return ModelRevisionSpec(
         repo_id=registered.repo_id,
         commit_sha=model_revision.commit_sha,
         weights_pvc_name=weights_pvc_name(registered.repo_id, model_revision.commit_sha),
         weights_size_bytes=max(1, model_revision.weights_bytes),
-        trust_remote_code=trust,
+        # Approved for this very commit: another commit's approval never carries over.
+        trust_remote_code=registry.trusts_remote_code(model_revision),
         # Unknown (registered before the portal recorded it) keeps the chat check.
         has_chat_template=model_revision.has_chat_template is not False,
     )

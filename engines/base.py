@@ -17,6 +17,28 @@ HF_TOKEN_SECRET_KEY = "token"  # noqa: S105 - a key name, not a secret
 
 
 @dataclass(frozen=True)
+class DownloadStep:
+    """One command of the weight-download Job, run in the engine's own image with the tools
+    that image ships. Steps run in order (all but the last as init containers)."""
+
+    name: str
+    command: list[str]
+    env: list[dict[str, Any]] = field(default_factory=list)
+
+
+def hub_snapshot_step(spec: ServingSpec, cli: str, hub_cache: str) -> DownloadStep:
+    """The whole snapshot of repo@sha in the Hub cache layout the offline engines read, with
+    huggingface_hub's CLI (`hf download`, or `huggingface-cli download` before 0.34): the
+    weights, config, tokenizer and any remote code. Files already cached are skipped."""
+    command = [cli, "download", spec.model.repo_id, "--revision", spec.model.commit_sha]
+    return DownloadStep(
+        name="download",
+        command=[*command, "--cache-dir", hub_cache],
+        env=[{"name": "HF_HUB_CACHE", "value": hub_cache}],
+    )
+
+
+@dataclass(frozen=True)
 class Probes:
     """HTTP GET paths the kubelet probes. ``readiness`` must prove the server can answer a
     request (not only that the process lives): it decides whether a pod gets traffic."""
@@ -169,6 +191,11 @@ class InferenceEngine(Protocol):
 
     def env(self, spec: ServingSpec) -> list[dict[str, Any]]:
         """Container environment, in a stable order."""
+        ...
+
+    def weights_download(self, spec: ServingSpec) -> list[DownloadStep]:
+        """The commands, in this engine's image, that fill the weights volume (mounted at the
+        engine's Hub cache path) with everything the offline server reads."""
         ...
 
     # The gateway's exact input-token count (see gateway/app.py).

@@ -63,7 +63,7 @@ class RegisteredModelViewSet(TenantScopedViewSet):
     licences; platform admins approve remote code."""
 
     queryset = RegisteredModel.objects.select_related(
-        "current_revision", "license_acknowledged_by", "remote_code_approved_by"
+        "current_revision__remote_code_approval__approved_by", "license_acknowledged_by"
     )
     serializer_class = RegisteredModelSerializer
     action_operations = {

@@ -27,10 +27,6 @@ class RegisteredModel(TenantOwnedModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     license_acknowledged_at = models.DateTimeField(null=True, blank=True)
-    remote_code_approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    remote_code_approved_at = models.DateTimeField(null=True, blank=True)
     registered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -100,6 +96,25 @@ class ModelRevision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.repo_id}@{self.commit_sha[:12]}"
+
+
+class RemoteCodeApproval(models.Model):
+    """A platform admin's review of the remote code of ONE commit of a model.
+
+    It belongs to the revision, not the model: another commit ships other code, so moving the
+    model to it needs a new review before `--trust-remote-code` is passed again.
+    """
+
+    revision = models.OneToOneField(
+        ModelRevision, on_delete=models.CASCADE, related_name="remote_code_approval"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"remote code of {self.revision} approved"
 
 
 class HubCredential(TenantOwnedModel):

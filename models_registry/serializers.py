@@ -9,7 +9,12 @@ from rest_framework import serializers
 
 from models_registry import services
 from models_registry.constants import QUANTIZE_CHOICES
-from models_registry.models import HubCredential, ModelRevision, RegisteredModel
+from models_registry.models import (
+    HubCredential,
+    ModelRevision,
+    RegisteredModel,
+    RemoteCodeApproval,
+)
 
 
 @extend_schema_serializer(component_name="ModelRevision")
@@ -47,14 +52,29 @@ class RevisionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class RemoteCodeApprovalSerializer(serializers.ModelSerializer):
+    """Who approved the remote code of which commit, and when."""
+
+    commit_sha = serializers.CharField(source="revision.commit_sha", read_only=True)
+    approved_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = RemoteCodeApproval
+        fields = ("commit_sha", "approved_by", "approved_at")
+        read_only_fields = fields
+
+
 class RegisteredModelSerializer(serializers.ModelSerializer):
     current = RevisionSerializer(source="current_revision", read_only=True)
     blockers = serializers.SerializerMethodField()
     license_acknowledged_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True
     )
-    remote_code_approved_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+    # The approval of the CURRENT commit only: null after an update to a commit not reviewed.
+    remote_code_approval = RemoteCodeApprovalSerializer(
+        source="current_revision.remote_code_approval", read_only=True, allow_null=True
     )
 
     class Meta:
@@ -68,8 +88,7 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
             "access_checked_at",
             "license_acknowledged_by",
             "license_acknowledged_at",
-            "remote_code_approved_by",
-            "remote_code_approved_at",
+            "remote_code_approval",
             "blockers",
             "created_at",
         )

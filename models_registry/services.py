@@ -24,7 +24,12 @@ from models_registry.choices import AccessStatus, TokenStatus
 from models_registry.constants import ACCEPTED_PIPELINE_TAGS
 from models_registry.hub import GatedNoAccess, HubClient, HubError
 from models_registry.metadata import ModelFacts, describe_changes, extract_facts
-from models_registry.models import HubCredential, ModelRevision, RegisteredModel
+from models_registry.models import (
+    HubCredential,
+    ModelRevision,
+    RegisteredModel,
+    RemoteCodeApproval,
+)
 from portal import kube
 from portal.errors import Conflict, DomainError, Forbidden
 from tenants import audit
@@ -316,17 +321,32 @@ def acknowledge_license(actor: Actor, model: RegisteredModel) -> RegisteredModel
     return model
 
 
+def remote_code_approval(revision: ModelRevision) -> RemoteCodeApproval | None:
+    """The review of this commit's remote code, if a platform admin gave one."""
+    return (
+        RemoteCodeApproval.objects.filter(revision=revision).select_related("approved_by").first()
+    )
+
+
+def trusts_remote_code(revision: ModelRevision) -> bool:
+    """Whether the commit is served with trust_remote_code: it needs it and its code was
+    approved. An approval of another commit of the model does not count."""
+    return revision.requires_custom_code and remote_code_approval(revision) is not None
+
+
 @transaction.atomic
 def approve_remote_code(actor: Actor, model: RegisteredModel) -> RegisteredModel:
+    """Approve the remote code of the commit the model is pinned to now (and only that one)."""
     user = actor.user_or_none
     if user is None or not user.is_staff:
         raise Forbidden("only platform admins can approve remote code")
     revision = model.current_revision
     if revision is None or not revision.requires_custom_code:
         raise DomainError("this model runs without remote code", field="trust_remote_code")
-    model.remote_code_approved_by = user
-    model.remote_code_approved_at = timezone.now()
-    model.save(update_fields=["remote_code_approved_by", "remote_code_approved_at"])
+    approval, _ = RemoteCodeApproval.objects.update_or_create(
+        revision=revision, defaults={"approved_by": user, "approved_at": timezone.now()}
+    )
+    revision.remote_code_approval = approval  # what the caller shows next, without a re-read
     audit.record(
         actor,
         "model.approve_remote_code",
@@ -347,16 +367,19 @@ def delete_model(actor: Actor, model: RegisteredModel) -> None:
     model.delete()
 
 
-def deployment_blockers(model: RegisteredModel) -> list[str]:
-    """Why the model cannot be deployed right now (empty when it can)."""
-    revision = model.current_revision
+def deployment_blockers(model: RegisteredModel, revision: ModelRevision | None = None) -> list[str]:
+    """Why the model's commit `revision` (default: the one it is pinned to) cannot be deployed
+    right now (empty when it can)."""
+    revision = revision or model.current_revision
     blockers = []
     if revision is None:
         return ["the model has no pinned revision"]
     if revision.license_family and model.license_acknowledged_at is None:
         blockers.append(f"a tenant owner must acknowledge the {revision.license_family}")
-    if revision.requires_custom_code and model.remote_code_approved_at is None:
-        blockers.append("a platform admin must approve trust_remote_code")
+    if revision.requires_custom_code and not trusts_remote_code(revision):
+        blockers.append(
+            f"a platform admin must approve trust_remote_code for commit {revision.commit_sha[:12]}"
+        )
     if model.access_status == AccessStatus.LOST:
         blockers.append("the tenant's Hub token can no longer access this gated model")
     return blockers

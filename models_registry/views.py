@@ -83,7 +83,7 @@ class ModelDetailView(TenantViewMixin, DetailView):
             super()
             .get_queryset()
             .select_related(
-                "current_revision", "license_acknowledged_by", "remote_code_approved_by"
+                "current_revision__remote_code_approval__approved_by", "license_acknowledged_by"
             )
         )
 
@@ -93,6 +93,9 @@ class ModelDetailView(TenantViewMixin, DetailView):
         context["revision"] = model.current_revision
         context["revisions"] = model.revisions.all()[:20]
         context["blockers"] = services.deployment_blockers(model)
+        context["approval"] = model.current_revision and services.remote_code_approval(
+            model.current_revision
+        )
         form = FitForm(self.request.GET or None)
         context["fit_form"] = form
         context.update(_fit_context(model, form))

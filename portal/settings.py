@@ -260,8 +260,6 @@ ROLLOUT_CHAOS_PAUSE_SECONDS = env.number("ROLLOUT_CHAOS_PAUSE_SECONDS", 0.0, min
 ROLLOUT_CHAOS_PAUSE_STATES = env.csv("ROLLOUT_CHAOS_PAUSE_STATES")
 if PRODUCTION and ROLLOUT_CHAOS_PAUSE_SECONDS:
     raise ImproperlyConfigured("ROLLOUT_CHAOS_PAUSE_SECONDS is for tests; unset it in production")
-# The portal's own image runs the weight-download Jobs.
-PORTAL_IMAGE = env.string("PORTAL_IMAGE", "inference-portal:0.1.0")
 # The Hub as the download Jobs reach it (HF_ENDPOINT of the pods); defaults to HF_ENDPOINT.
 WEIGHTS_HF_ENDPOINT = env.string("WEIGHTS_HF_ENDPOINT", HF_ENDPOINT)
 

@@ -41,7 +41,6 @@ def render_all(
     active_colour: Colour,
     new_colour: Colour,
     *,
-    portal_image: str,
     hf_endpoint: str | None,
     storage_class_name: str | None = None,
     weights_access_mode: str = "ReadWriteOnce",
@@ -72,7 +71,7 @@ def render_all(
         render_weights_pvc(
             spec, storage_class_name=storage_class_name, access_mode=weights_access_mode
         ),
-        render_weights_download_job(spec, portal_image, hf_endpoint=hf_endpoint),
+        render_weights_download_job(spec, hf_endpoint=hf_endpoint),
         render_network_policy(
             spec, gateway_namespace=gateway_namespace, monitoring_namespace=monitoring_namespace
         ),

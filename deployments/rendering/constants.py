@@ -120,9 +120,7 @@ SHM_MOUNT_PATH: Final = "/dev/shm"  # noqa: S108 - the pod's own shared memory, 
 SHM_SIZE: Final = "1Gi"  # like `docker run --shm-size 1g`; NCCL needs it for num_shard > 1
 
 # Weights download Job (runs the portal's own image)
-DOWNLOAD_MODULE: Final = "models_registry.download_weights"
-PORTAL_WORKDIR: Final = "/app"
-PORTAL_UID: Final = 10001  # `useradd --uid 10001 portal` in the Dockerfile
+DOWNLOAD_UID: Final = 10001  # any unprivileged uid: the download writes only the volume
 DOWNLOAD_HF_HOME: Final = "/tmp/huggingface"  # noqa: S108 - per-pod scratch, not shared
 DOWNLOAD_BACKOFF_LIMIT: Final = 3
 DOWNLOAD_TTL_SECONDS: Final = 24 * 3600

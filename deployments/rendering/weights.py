@@ -5,11 +5,10 @@ may serve the same repo@sha from one PVC, so these carry the model labels and no
 ownerReferences (deleting a deployment's root must not delete weights another one mounts).
 The portal deletes them when no deployment revision of the tenant references the sha any more.
 
-Layout contract with ``models_registry.download_weights``: TGI runs with
-``--huggingface-hub-cache /data`` and ``HF_HUB_OFFLINE=1``, so the downloader must write the
-Hugging Face cache layout rooted at ``--dest`` (``models--<org>--<name>/snapshots/<sha>/...``,
-i.e. ``snapshot_download(cache_dir=dest)``), safetensors included, since the serving pods
-mount the volume read-only and cannot convert or fetch anything.
+Layout contract with the engines' download steps: the serving pods run offline
+(``HF_HUB_OFFLINE=1``) on the Hub cache at the mount path, so the Job must write the Hugging Face
+cache layout there (``models--<org>--<name>/snapshots/<sha>/...``), safetensors included, since
+the serving pods mount the volume read-only and cannot convert or fetch anything.
 """
 
 from __future__ import annotations
@@ -74,52 +73,47 @@ def render_weights_pvc(
 
 def render_weights_download_job(
     spec: ServingSpec,
-    portal_image: str,
     *,
     hf_endpoint: str | None = None,
     ttl_seconds_after_finished: int = c.DOWNLOAD_TTL_SECONDS,
     active_deadline_seconds: int = c.DOWNLOAD_ACTIVE_DEADLINE_SECONDS,
 ) -> dict[str, Any]:
-    """A Job downloading repo@sha into the weights PVC with the portal's own image.
+    """A Job downloading repo@sha into the weights PVC with the engine's own image and tools
+    (``spec.engine.weights_download``): the image the serving pods pull anyway, so a node
+    that can run the model can run its download, and nothing else needs to be published.
 
     Runs on any node (no GPU request, no GPU toleration): the CPU pool does the download and
     GPUs are only claimed once the weights are there. Re-running it is harmless: the
-    downloader skips files already in the cache.
+    download tools skip files already in the cache. ``activeDeadlineSeconds`` bounds it.
     """
     labels = {
         **model_labels(spec.tenant, spec.model),
         c.LABEL_COMPONENT: c.COMPONENT_WEIGHTS_DOWNLOAD,
     }
-    env: list[dict[str, Any]] = [*hf_token_env(spec.hf_token_secret_name)]
+    common: list[dict[str, Any]] = [*hf_token_env(spec.hf_token_secret_name)]
     if hf_endpoint is not None:
-        env.append({"name": "HF_ENDPOINT", "value": hf_endpoint})
-    env += [
-        # huggingface_hub's own HTTP downloads (resumable); hf_transfer is not in the image.
+        common.append({"name": "HF_ENDPOINT", "value": hf_endpoint})
+    common += [
+        # huggingface_hub's own HTTP downloads (resumable); hf_transfer may be missing.
         {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "0"},
-        # The image's system user has no home directory; keep the library's state in /tmp.
+        # The unprivileged user below has no home directory; keep the library's state in /tmp.
         {"name": "HF_HOME", "value": c.DOWNLOAD_HF_HOME},
     ]
-    container = {
-        "name": "download",
-        "image": portal_image,
-        "imagePullPolicy": "IfNotPresent",
-        "workingDir": c.PORTAL_WORKDIR,
-        "command": ["python", "-m", c.DOWNLOAD_MODULE],
-        "args": [
-            "--repo-id",
-            spec.model.repo_id,
-            "--revision",
-            spec.model.commit_sha,
-            "--dest",
-            c.WEIGHTS_MOUNT_PATH,
-        ],
-        "env": env,
-        "resources": {
-            "requests": dict(c.DOWNLOAD_RESOURCES["requests"]),
-            "limits": dict(c.DOWNLOAD_RESOURCES["limits"]),
-        },
-        "volumeMounts": [{"name": c.WEIGHTS_VOLUME, "mountPath": c.WEIGHTS_MOUNT_PATH}],
-    }
+    containers = [
+        {
+            "name": step.name,
+            "image": spec.tier.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": list(step.command),
+            "env": [*common, *step.env],
+            "resources": {
+                "requests": dict(c.DOWNLOAD_RESOURCES["requests"]),
+                "limits": dict(c.DOWNLOAD_RESOURCES["limits"]),
+            },
+            "volumeMounts": [{"name": c.WEIGHTS_VOLUME, "mountPath": c.WEIGHTS_MOUNT_PATH}],
+        }
+        for step in spec.engine.weights_download(spec)
+    ]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -138,17 +132,18 @@ def render_weights_download_job(
                 "spec": {
                     "restartPolicy": "OnFailure",
                     "automountServiceAccountToken": False,
-                    # The portal image runs as an unprivileged user: make the fresh volume
-                    # writable for its group.
+                    # Engine images run as root by default; a download needs no privilege.
+                    # The fresh volume is made writable for the user's group.
                     "securityContext": {
                         "runAsNonRoot": True,
-                        "runAsUser": c.PORTAL_UID,
-                        "runAsGroup": c.PORTAL_UID,
-                        "fsGroup": c.PORTAL_UID,
+                        "runAsUser": c.DOWNLOAD_UID,
+                        "runAsGroup": c.DOWNLOAD_UID,
+                        "fsGroup": c.DOWNLOAD_UID,
                         "fsGroupChangePolicy": "OnRootMismatch",
                     },
                     "enableServiceLinks": False,
-                    "containers": [container],
+                    **({"initContainers": containers[:-1]} if len(containers) > 1 else {}),
+                    "containers": containers[-1:],
                     "volumes": [
                         {
                             "name": c.WEIGHTS_VOLUME,

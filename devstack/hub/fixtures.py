@@ -43,6 +43,7 @@ LLAMA_8B_AWQ_ID = "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4"
 MISTRAL_GPTQ_ID = "TheBloke/Mistral-7B-Instruct-v0.2-GPTQ"
 LLAMA_70B_ID = "meta-llama/Llama-3.1-70B-Instruct"
 CUSTOM_CODE_ID = "acme/custom-arch-7b"
+CUSTOM_CODE_NEXT_BRANCH = "rope-scaling"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PRIVATE_ID = "acme/support-assistant-llama-3.1-8b"
 
@@ -1397,6 +1398,14 @@ def _custom_code() -> Repo:
             **weight_files(CUSTOM_CODE_ID, 2, ["BF16"], params),
         },
     )
+    next_code = h.commit(
+        title="Modeling: scale rotary embeddings",
+        date="2024-12-02T09:00:00.000Z",
+        author="acme",
+        params=params,
+        parent=main,
+        add={"modeling_acme.py": _ACME_MODELING_PY + b"\n\nROPE_SCALING = 2.0\n"},
+    )
     return Repo(
         repo_id=CUSTOM_CODE_ID,
         gated=False,
@@ -1414,7 +1423,8 @@ def _custom_code() -> Repo:
         downloads=1_200,
         likes=3,
         commits=h.commits,
-        branches={"main": main},
+        # A later commit that changes the remote code: what an approval of main did not review.
+        branches={"main": main, CUSTOM_CODE_NEXT_BRANCH: next_code},
     )
 
 

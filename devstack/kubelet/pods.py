@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PULL_BACKOFF_BASE_SECONDS = 10.0  # pkg/kubelet/kubelet.go: backOffPeriod
+PULL_BACKOFF_MAX_SECONDS = 300.0  # MaxContainerBackOff
 RETRY_CONFIG_SECONDS = 5.0  # CreateContainerConfigError / unbound PVC: retry like the kubelet
 SIM_KUBELET_ANNOTATION = "devstack.inference.portal/runtime"  # devstack.cluster.stages
 
@@ -42,7 +44,7 @@ class Container:
     """Runtime state of one container of the pod (the API status is derived from it)."""
 
     spec: dict[str, Any]
-    # tgi | vllm | sglang | portal | generic; None: not run, reported running as KWOK would
+    # tgi | vllm | sglang | portal | generic; None: an image this node does not have
     kind: str | None
     restart_count: int = 0
     ever_started: bool = False
@@ -58,6 +60,8 @@ class Container:
     last_terminated: dict[str, Any] | None = None
     backoff_until: float = 0.0
     crashes: int = 0
+    pull_failures: int = 0
+    pull_backoff_until: float = 0.0
     started: bool = False
     ready: bool = False
     probes: dict[str, ProbeState] = field(default_factory=dict)
@@ -197,7 +201,9 @@ class PodWorker(threading.Thread):
                 if ctr.terminated["exitCode"] == 0:
                     continue
                 return True  # failed for good (restartPolicy Never): the pod is Failed
-            if ctr.kind is None:  # not run here: completes at once, as under KWOK
+            if not self._image_ready(ctr):
+                return True
+            if ctr.kind is None:  # a native sidecar: not run here, as under KWOK
                 ctr.ever_started, ctr.waiting = True, None
                 ctr.started_at = ctr.started_at or now_iso()
                 ctr.terminated = {
@@ -227,6 +233,10 @@ class PodWorker(threading.Thread):
             times.append(ctr.backoff_until)
         if ctr.waiting and ctr.waiting[0] in ("CreateContainerConfigError", "ContainerCreating"):
             times.append(time.monotonic() + RETRY_CONFIG_SECONDS)
+        if ctr.waiting and ctr.waiting[0] == "ErrImagePull":
+            times.append(time.monotonic() + 1.0)  # the next sync reports the back-off
+        if ctr.waiting and ctr.waiting[0] == "ImagePullBackOff":
+            times.append(ctr.pull_backoff_until)
         return times or [time.monotonic() + self.cfg.resync]
 
     def _terminal_phase(self, pod: dict[str, Any]) -> bool:
@@ -345,7 +355,14 @@ class PodWorker(threading.Thread):
         sources = runtime.volume_sources(pod, self.kube, objects, self.dir)
         mounts = runtime.container_mounts(ctr.spec, sources, app_root=ctr.kind == "portal")
         in_pod_net = runtime.uses_pod_network(pod, ctr.spec)
-        if ctr.kind in runtime.ENGINE_MARKERS:
+        download = (
+            runtime.download_argv(ctr.kind, ctr.spec, env)
+            if ctr.kind in runtime.ENGINE_MARKERS
+            else None
+        )
+        if download is not None:  # the engine image's download tool (a weight-download Job)
+            argv = download
+        elif ctr.kind in runtime.ENGINE_MARKERS:
             env["HOSTNAME"] = self.pod_ip
             faults = (pod["metadata"].get("annotations") or {}).get(runtime.FAULTS_ANNOTATION)
             if faults:
@@ -365,12 +382,40 @@ class PodWorker(threading.Thread):
             record_created=runtime.created_mountpoints_file(self.cfg.state_dir),
         )
 
+    def _image_ready(self, ctr: Container) -> bool:
+        """True when the node has the container's image; else the kubelet's pull failure.
+
+        As pkg/kubelet/images/image_manager.go EnsureImageExists: a failed pull emits
+        `Failed to pull image "<image>": <error>` and leaves the container waiting ErrImagePull;
+        until the back-off (10 s, doubling to 300 s: flowcontrol.NewBackOff in kubelet.go)
+        expires, syncs answer ImagePullBackOff `Back-off pulling image "<image>"` without
+        pulling; kuberuntime adds `Error: <reason>` (kuberuntime_container.go startContainer).
+        """
+        image = str(ctr.spec.get("image") or "")
+        if ctr.spec.get("restartPolicy") == "Always" or runtime.image_present(image, ctr.kind):
+            return True
+        now = time.monotonic()
+        if now < ctr.pull_backoff_until:
+            message = f'Back-off pulling image "{image}"'
+            if ctr.waiting != ("ImagePullBackOff", message):
+                ctr.waiting = ("ImagePullBackOff", message)
+                self.events.emit("Normal", "BackOff", message, ctr.name)
+                self.events.emit("Warning", "Failed", "Error: ImagePullBackOff", ctr.name)
+            return False
+        error = runtime.pull_error(image)
+        self.events.emit("Normal", "Pulling", f'Pulling image "{image}"', ctr.name)
+        self.events.emit("Warning", "Failed", f'Failed to pull image "{image}": {error}', ctr.name)
+        self.events.emit("Warning", "Failed", "Error: ErrImagePull", ctr.name)
+        ctr.waiting = ("ErrImagePull", error)
+        delay = min(PULL_BACKOFF_BASE_SECONDS * 2**ctr.pull_failures, PULL_BACKOFF_MAX_SECONDS)
+        ctr.pull_backoff_until = now + delay
+        ctr.pull_failures += 1
+        return False
+
     def _maybe_start(self, pod: dict[str, Any], ctr: Container) -> None:
         if ctr.running or ctr.terminated is not None:
             return
-        if ctr.kind is None:  # another image inside a simulated pod: pretend, like KWOK
-            ctr.pid, ctr.started, ctr.ready, ctr.waiting = -1, True, True, None
-            ctr.started_at = ctr.started_at or now_iso()
+        if not self._image_ready(ctr):
             return
         if time.monotonic() < ctr.backoff_until:
             if ctr.waiting and ctr.waiting[0] == "CrashLoopBackOff":

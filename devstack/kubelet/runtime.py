@@ -62,18 +62,71 @@ def kind_of(container: dict[str, Any]) -> str | None:
     return None
 
 
-def uses_pod_network(pod: dict[str, Any], container: dict[str, Any]) -> bool:
-    """Engine servers live in the node's namespace; portal jobs default to the host network.
+# --- images the node has ---------------------------------------------------------------------
 
-    Portal pods (weight downloads) must reach loopback-only services (local Hub, PostgreSQL,
-    Redis) that are not reachable from inside a node namespace.
+# The engines' public repositories (any tag), which the simulators stand in for. An image from
+# another registry or repository is one this node cannot pull, whatever its name suggests.
+ENGINE_REPOSITORIES = {
+    "tgi": "ghcr.io/huggingface/text-generation-inference",
+    "vllm": "docker.io/vllm/vllm-openai",
+    "sglang": "docker.io/lmsysorg/sglang",
+}
+
+
+def image_reference(image: str) -> tuple[str, str]:
+    """(repository, tag) fully qualified the way containerd resolves a short name
+    (docker.io/library/<name> for one component, docker.io/<org>/<name> without a registry)."""
+    name, _, digest = image.partition("@")
+    tag = "latest"
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+    first, _, rest = name.partition("/")
+    if not rest:
+        name = f"docker.io/library/{first}"
+    elif first == "index.docker.io":
+        name = f"docker.io/{rest}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = f"docker.io/{name}"
+    return name, (f"@{digest}" if digest else tag)
+
+
+def image_present(image: str, kind: str | None) -> bool:
+    """Whether the node can get `image`: the portal's image is the checkout itself, an opted-in
+    pod's other images run as local commands, an engine image only from its real repository."""
+    if kind in ("portal", "generic"):
+        return True
+    if kind in ENGINE_REPOSITORIES:
+        return image_reference(image)[0] == ENGINE_REPOSITORIES[kind]
+    return False
+
+
+def pull_error(image: str) -> str:
+    """containerd's answer for a reference no registry resolves (CRI PullImage NotFound)."""
+    repository, tag = image_reference(image)
+    ref = f"{repository}{tag if tag.startswith('@') else ':' + tag}"
+    return (
+        f'rpc error: code = NotFound desc = failed to pull and unpack image "{ref}": failed to '
+        f'resolve reference "{ref}": {ref}: not found'
+    )
+
+
+def uses_pod_network(pod: dict[str, Any], container: dict[str, Any]) -> bool:
+    """Engine servers live in the node's namespace; portal jobs and weight downloads default
+    to the host network.
+
+    Weight downloads (portal pods, or an engine image's download tool) must reach loopback-only
+    services (local Hub, PostgreSQL, Redis) that are not reachable from inside a node namespace.
     """
     override = (pod["metadata"].get("annotations") or {}).get(NETWORK_ANNOTATION)
     if override in ("pod", "host"):
         return override == "pod"
     if pod["spec"].get("hostNetwork"):
         return False
-    return kind_of(container) != "portal"
+    kind = kind_of(container)
+    if kind in ENGINE_MARKERS and download_argv(kind, container, {}) is not None:
+        return False
+    return kind != "portal"
 
 
 # --- environment -------------------------------------------------------------------------
@@ -301,6 +354,30 @@ def engine_argv(
     # Several pods share the node namespace: bind only the pod's own IP, never 0.0.0.0.
     rewritten = _set_flag(server_args(kind, command, args), BIND_FLAGS[kind], pod_ip)
     return [sys.executable, "-m", SIMULATOR_MODULES[kind], *rewritten]
+
+
+# The download tools the engine images ship, and what runs in their place here:
+# `text-generation-server download-weights` (TGI's server/text_generation_server/cli.py) is
+# imitated by devstack.tgi_simulator.download_weights; huggingface_hub's CLI is the real one,
+# from this environment (`huggingface-cli` was renamed `hf` in huggingface_hub 0.34 and removed
+# in 1.0; `download <repo> --revision --cache-dir` means the same to both).
+TGI_DOWNLOAD_MODULE = "devstack.tgi_simulator.download_weights"
+HUB_CLI_NAMES = ("hf", "huggingface-cli")
+
+
+def download_argv(kind: str, container: dict[str, Any], env: dict[str, str]) -> list[str] | None:
+    """The local command for a download tool run in an engine image; None for anything else."""
+    command = [expand(str(c), env) for c in container.get("command") or []]
+    args = [expand(str(a), env) for a in container.get("args") or []]
+    argv = [*command, *args] if command else [*IMAGE_ENTRYPOINTS[kind], *args]
+    if len(argv) < 2:
+        return None
+    tool, verb = Path(argv[0]).name, argv[1]
+    if kind == "tgi" and tool == "text-generation-server" and verb == "download-weights":
+        return [sys.executable, "-m", TGI_DOWNLOAD_MODULE, *argv[2:]]
+    if tool in HUB_CLI_NAMES and verb == "download":
+        return [str(Path(sys.executable).with_name("hf")), *argv[1:]]
+    return None
 
 
 def tgi_argv(container: dict[str, Any], env: dict[str, str], pod_ip: str) -> list[str]:

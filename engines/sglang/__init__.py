@@ -10,6 +10,7 @@ from engines.base import (
     HUB_CACHE_PATH,
     MISSING_WEIGHTS_NEEDLES,
     MISSING_WEIGHTS_REMEDY,
+    DownloadStep,
     Failure,
     HttpCall,
     InfoCheck,
@@ -18,6 +19,7 @@ from engines.base import (
     QuantizationTable,
     first_match,
     hf_token_env,
+    hub_snapshot_step,
 )
 from engines.errors import SpecError
 from engines.promql import EngineMetrics
@@ -139,6 +141,11 @@ class SGLangEngine:
             {"name": "HF_HOME", "value": self.hub_cache_path},
             {"name": "HF_HUB_CACHE", "value": self.hub_cache_path},
         ]
+
+    def weights_download(self, spec: ServingSpec) -> list[DownloadStep]:
+        # The image has huggingface_hub ≥ 0.34 (a dependency of the transformers it pins), whose
+        # `hf download` writes the cache layout SGLang reads offline (--download-dir, HF_HUB_CACHE).
+        return [hub_snapshot_step(spec, "hf", self.hub_cache_path)]
 
     # --- the gateway's token count ----------------------------------------------------------
     # python/sglang/srt/entrypoints/openai/serving_tokenize.py: /v1/tokenize takes a prompt

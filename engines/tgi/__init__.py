@@ -10,6 +10,7 @@ from engines.base import (
     HUB_CACHE_PATH,
     MISSING_WEIGHTS_NEEDLES,
     MISSING_WEIGHTS_REMEDY,
+    DownloadStep,
     Failure,
     HttpCall,
     InfoCheck,
@@ -18,6 +19,7 @@ from engines.base import (
     QuantizationTable,
     first_match,
     hf_token_env,
+    hub_snapshot_step,
 )
 from engines.errors import SpecError
 from engines.promql import EngineMetrics
@@ -156,6 +158,25 @@ class TGIEngine:
             # The router otherwise reports anonymous usage statistics to huggingface.co.
             {"name": "USAGE_STATS", "value": "off"},
         ]
+
+    def weights_download(self, spec: ServingSpec) -> list[DownloadStep]:
+        # server/text_generation_server/cli.py download_weights: the .safetensors files (a
+        # .bin-only checkpoint converted to safetensors, which the read-only serving pods could
+        # not do) into huggingface_hub's cache (HF_HUB_CACHE). It fetches no tokenizer, which
+        # the router and the shards then read from the cache offline: huggingface_hub's CLI,
+        # installed in the image with the server, fetches the rest of the snapshot.
+        weights = DownloadStep(
+            name="download-weights",
+            command=[
+                "text-generation-server",
+                "download-weights",
+                spec.model.repo_id,
+                "--revision",
+                spec.model.commit_sha,
+            ],
+            env=[{"name": "HF_HUB_CACHE", "value": self.hub_cache_path}],
+        )
+        return [weights, hub_snapshot_step(spec, "huggingface-cli", self.hub_cache_path)]
 
     # --- the gateway's token count (router/src/server.rs tokenize, chat_tokenize) -----------
 

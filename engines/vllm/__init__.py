@@ -10,6 +10,7 @@ from engines.base import (
     HUB_CACHE_PATH,
     MISSING_WEIGHTS_NEEDLES,
     MISSING_WEIGHTS_REMEDY,
+    DownloadStep,
     Failure,
     HttpCall,
     InfoCheck,
@@ -18,6 +19,7 @@ from engines.base import (
     QuantizationTable,
     first_match,
     hf_token_env,
+    hub_snapshot_step,
 )
 from engines.errors import SpecError
 from engines.promql import EngineMetrics
@@ -147,6 +149,11 @@ class VLLMEngine:
             {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
             {"name": "DO_NOT_TRACK", "value": "1"},
         ]
+
+    def weights_download(self, spec: ServingSpec) -> list[DownloadStep]:
+        # The image has huggingface_hub ≥ 0.34 (a dependency of the transformers it pins), whose
+        # `hf download` writes the cache layout vLLM reads offline (--download-dir, HF_HUB_CACHE).
+        return [hub_snapshot_step(spec, "hf", self.hub_cache_path)]
 
     # --- the gateway's token count (vllm/entrypoints/openai/serving_tokenization.py) --------
 

@@ -19,6 +19,7 @@ from kubernetes.client import (
 
 from deployments.rollout import UNSCHEDULABLE_GRACE_SECONDS
 from deployments.serving_checks import diagnose as diagnose_with_logs
+from deployments.serving_checks import diagnose_download
 from engines import ENGINES
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -196,3 +197,73 @@ def test_an_unrecognised_crash_waits_for_the_crash_loop_and_quotes_the_log() -> 
         [looping], NOW, NOW, read_log=lambda *_: ["first", "something odd"]
     )
     assert reason.endswith("last log line: something odd")
+
+
+# --- the weight-download pod ----------------------------------------------------------------
+
+TGI_IMAGE = "registry.invalid/huggingface/text-generation-inference:3.3.6"
+NOT_FOUND = 'rpc error: code = NotFound desc = failed to pull and unpack image "' + TGI_IMAGE + '"'
+
+
+def download_pod(**waiting_by_container: V1ContainerStateWaiting | None) -> V1Pod:
+    """The Job's pod: TGI's download-weights as an init container, then the Hub CLI."""
+
+    def status(name: str) -> V1ContainerStatus:
+        return V1ContainerStatus(
+            name=name,
+            image=TGI_IMAGE,
+            image_id="",
+            ready=False,
+            restart_count=0,
+            state=V1ContainerState(waiting=waiting_by_container.get(name)),
+        )
+
+    return V1Pod(
+        metadata=V1ObjectMeta(name="weights-llama-0e9e39f2-download-x7k2p"),
+        status=V1PodStatus(
+            phase="Pending",
+            init_container_statuses=[status("download-weights")],
+            container_statuses=[status("download")],
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("ErrImagePull", NOT_FOUND),
+        ("ImagePullBackOff", f'Back-off pulling image "{TGI_IMAGE}"'),
+        ("InvalidImageName", 'Failed to apply default image tag "UPPER:case"'),
+    ],
+)
+def test_a_download_pod_that_cannot_pull_its_image_is_diagnosed_with_the_image(
+    reason: str, message: str
+) -> None:
+    pending = download_pod(
+        **{
+            "download-weights": V1ContainerStateWaiting(reason=reason, message=message),
+            "download": V1ContainerStateWaiting(reason="PodInitializing"),
+        }
+    )
+    found = diagnose_download([pending])
+    assert found is not None
+    cause, remedy = found
+    assert TGI_IMAGE in cause and "weights-llama-0e9e39f2-download-x7k2p" in cause
+    assert message in cause
+    assert "engine image" in remedy and "registry" in remedy and "deploy again" in remedy
+
+
+def test_a_download_pod_that_is_only_starting_is_not_a_failure() -> None:
+    starting = download_pod(
+        **{
+            "download-weights": V1ContainerStateWaiting(reason="ContainerCreating"),
+            "download": V1ContainerStateWaiting(reason="PodInitializing"),
+        }
+    )
+    assert diagnose_download([starting]) is None
+    assert diagnose_download([]) is None
+    # The Job's pod has no GPU: waiting for a node is not "no free GPUs".
+    unscheduled = download_pod()
+    assert unscheduled.status is not None
+    unscheduled.status.conditions = [UNSCHEDULABLE]
+    assert diagnose_download([unscheduled]) is None

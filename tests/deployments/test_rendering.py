@@ -41,10 +41,10 @@ from deployments.rendering import (
     switch_selector_patch,
     weights_request_gib,
 )
+from engines import ENGINES
 
 SHA = "0e9e39f249a16976918f6564b8830bc894c89659"
 IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.6"
-PORTAL_IMAGE = "inference-portal:0.1.0"
 GPU_TOLERATION = {
     "key": "nvidia.com/gpu",
     "operator": "Equal",
@@ -142,7 +142,7 @@ def everything(spec: ServingSpec) -> list[dict[str, Any]]:
     assert hpa is not None
     return [
         *render_tenant_namespace(spec.tenant),
-        *render_all(spec, "blue", "green", portal_image=PORTAL_IMAGE, hf_endpoint=None),
+        *render_all(spec, "blue", "green", hf_endpoint=None),
         render_colour_deployment(spec, "blue"),
         hpa,
     ]
@@ -289,8 +289,10 @@ def test_public_model_without_token_secret_gets_no_hf_token() -> None:
     spec = make_spec(hf_token_secret_name=None)
 
     assert "HF_TOKEN" not in env_of(tgi_container(render_colour_deployment(spec, "blue")))
-    job = render_weights_download_job(spec, PORTAL_IMAGE)
-    assert "HF_TOKEN" not in env_of(job["spec"]["template"]["spec"]["containers"][0])
+    job = render_weights_download_job(spec)
+    pod = job["spec"]["template"]["spec"]
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        assert "HF_TOKEN" not in env_of(container)
 
 
 # --- the colour Deployment ------------------------------------------------------------------
@@ -577,34 +579,40 @@ def test_weights_pvc_belongs_to_the_model_revision() -> None:
     assert shared["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
-def test_download_job_runs_the_portal_downloader_into_the_pvc() -> None:
-    job = render_weights_download_job(
-        make_spec(), PORTAL_IMAGE, hf_endpoint="http://hub.devstack:8080"
-    )
+def test_download_job_runs_the_engines_own_download_tools_into_the_pvc() -> None:
+    job = render_weights_download_job(make_spec(), hf_endpoint="http://hub.devstack:8080")
     pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    (weights,) = pod["initContainers"]
+    (rest,) = pod["containers"]
 
     assert job["metadata"]["name"] == "weights-llama-3-1-8b-0e9e39f2-download"
     assert "ownerReferences" not in job["metadata"]
     assert job["spec"]["backoffLimit"] == 3
     assert job["spec"]["ttlSecondsAfterFinished"] > 0
-    assert job["spec"]["activeDeadlineSeconds"] > 0
+    assert job["spec"]["activeDeadlineSeconds"] == 6 * 3600
     assert pod["restartPolicy"] == "OnFailure"
-    assert container["image"] == PORTAL_IMAGE
-    assert container["workingDir"] == "/app"
-    assert container["command"] == ["python", "-m", "models_registry.download_weights"]
-    assert container["args"] == [
-        "--repo-id", "meta-llama/Llama-3.1-8B-Instruct",
-        "--revision", SHA,
-        "--dest", "/data",
+    # The tier's TGI image, whose tools are TGI's own downloader (weights, .bin converted to
+    # safetensors) and huggingface_hub's CLI for the tokenizer and config files.
+    assert weights["image"] == rest["image"] == IMAGE
+    assert weights["command"] == [
+        "text-generation-server", "download-weights",
+        "meta-llama/Llama-3.1-8B-Instruct", "--revision", SHA,
     ]  # fmt: skip
-    env = env_of(container)
-    assert env["HF_TOKEN"] == {
-        "secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}
-    }
-    assert env["HF_ENDPOINT"] == "http://hub.devstack:8080"
-    assert env["HF_HUB_ENABLE_HF_TRANSFER"] == "0"
-    assert container["volumeMounts"] == [{"name": "weights", "mountPath": "/data"}]
+    assert rest["command"] == [
+        "huggingface-cli", "download", "meta-llama/Llama-3.1-8B-Instruct",
+        "--revision", SHA, "--cache-dir", "/data",
+    ]  # fmt: skip
+    for container in (weights, rest):
+        assert "args" not in container and "workingDir" not in container
+        env = env_of(container)
+        assert env["HF_TOKEN"] == {
+            "secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}
+        }
+        assert env["HF_ENDPOINT"] == "http://hub.devstack:8080"
+        assert env["HF_HUB_CACHE"] == "/data"  # where the serving pods look, offline
+        assert env["HF_HUB_ENABLE_HF_TRANSFER"] == "0"
+        assert container["volumeMounts"] == [{"name": "weights", "mountPath": "/data"}]
+        assert "nvidia.com/gpu" not in json.dumps(container["resources"])
     assert pod["volumes"] == [
         {
             "name": "weights",
@@ -612,13 +620,30 @@ def test_download_job_runs_the_portal_downloader_into_the_pvc() -> None:
         }
     ]
     # Any node: no GPU, no node pinning, and the unprivileged user can write the volume.
-    assert "nvidia.com/gpu" not in json.dumps(container["resources"])
     assert "nodeSelector" not in pod and "tolerations" not in pod
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
 
 
+@pytest.mark.parametrize(
+    ("engine", "image"),
+    [("vllm", "vllm/vllm-openai:v0.11.0"), ("sglang", "lmsysorg/sglang:v0.5.5")],
+)
+def test_vllm_and_sglang_download_with_the_hf_cli_of_their_image(engine: str, image: str) -> None:
+    spec = dataclasses.replace(make_spec(), engine=ENGINES[engine], tier=make_tier(image=image))
+    pod = render_weights_download_job(spec)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+
+    assert "initContainers" not in pod
+    assert container["image"] == image
+    assert container["command"] == [
+        "hf", "download", "meta-llama/Llama-3.1-8B-Instruct",
+        "--revision", SHA, "--cache-dir", "/data",
+    ]  # fmt: skip
+    assert env_of(container)["HF_HUB_CACHE"] == "/data"
+
+
 def test_download_job_leaves_hf_endpoint_to_the_default_when_none() -> None:
-    job = render_weights_download_job(make_spec(), PORTAL_IMAGE, hf_endpoint=None)
+    job = render_weights_download_job(make_spec(), hf_endpoint=None)
 
     assert "HF_ENDPOINT" not in env_of(job["spec"]["template"]["spec"]["containers"][0])
 
@@ -754,7 +779,7 @@ def test_manifests_are_accepted_by_the_kubernetes_client_models() -> None:
 def test_render_all_orders_root_first_and_adds_hpa_only_to_the_serving_colour() -> None:
     spec = make_spec(autoscaling=True)
 
-    preview = render_all(spec, "blue", "green", portal_image=PORTAL_IMAGE, hf_endpoint=None)
+    preview = render_all(spec, "blue", "green", hf_endpoint=None)
     kinds = [(m["kind"], m["metadata"]["name"]) for m in preview]
     assert kinds == [
         ("ConfigMap", "tgi-chat"),
@@ -766,7 +791,7 @@ def test_render_all_orders_root_first_and_adds_hpa_only_to_the_serving_colour() 
         ("Service", "tgi-chat-preview"),
     ]
 
-    first = render_all(spec, "green", "green", portal_image=PORTAL_IMAGE, hf_endpoint=None)
+    first = render_all(spec, "green", "green", hf_endpoint=None)
     assert object_key(first[-1]) == (
         "autoscaling/v2",
         "HorizontalPodAutoscaler",
@@ -862,7 +887,7 @@ def test_api_server_accepts_every_manifest_in_a_dry_run_apply(live_api: client.A
 
         # Dry run: everything a rollout applies, both colours and the HPA.
         manifests: list[dict[str, Any] | None] = [
-            *render_all(spec, "blue", "green", portal_image=PORTAL_IMAGE, hf_endpoint=None),
+            *render_all(spec, "blue", "green", hf_endpoint=None),
             render_colour_deployment(spec, "blue", extra_pod_annotations={"a.example/b": "c"}),
             render_hpa(spec, "green"),
         ]

@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from deployments import services
 from deployments.admission import AdmissionRefused
 from deployments.choices import RolloutState as S
-from deployments.models import Deployment, Rollout
+from deployments.models import Deployment, Rollout, Tier
 from deployments.rendering import active_service_name, colour_name, preview_service_name
 from deployments.rendering.specs import ServingSpec
 from deployments.rollout import ready_endpoint_ips
@@ -350,3 +350,20 @@ def test_worker_killed_in_every_step_and_the_reconciler_finishes(fleet: Fleet) -
     spec = spec_of(fleet)
     assert baseline["services"] == sorted([active_service_name(spec), preview_service_name(spec)])
     assert len(baseline["configmaps"]) == 1 and len(baseline["pvcs"]) == 1
+
+
+def test_an_engine_image_nobody_can_pull_fails_the_weight_download_with_its_name(
+    fleet: Fleet,
+) -> None:
+    # Unverified when written (no cluster for its author): the simulated kubelet answers an
+    # image outside the engines' registries with ErrImagePull / ImagePullBackOff.
+    missing = "registry.invalid/huggingface/text-generation-inference:3.3.6"
+    tier = Tier.objects.get(slug="a100-80g")
+    Tier.objects.filter(pk=tier.pk).update(engine_images={**tier.engine_images, "tgi": missing})
+    _, rollout = fleet.deploy(engine="tgi")
+    fleet.wait_state(rollout, S.FAILED, timeout=60)
+    assert "weight download Job" in rollout.failure_reason
+    assert f"the image {missing}" in rollout.failure_reason and "cannot be pulled" in (
+        rollout.failure_reason
+    )
+    assert "engine image" in rollout.remedy

@@ -172,12 +172,15 @@ def test_custom_code_needs_platform_admin_approval_which_is_audited(world: World
         "auto_map" in body["current"]["custom_code_reason"]
         or "not served natively" in body["current"]["custom_code_reason"]
     )
-    assert "a platform admin must approve trust_remote_code" in body["blockers"]
+    assert (
+        f"a platform admin must approve trust_remote_code for commit "
+        f"{body['current']['commit_sha'][:12]}" in body["blockers"]
+    )
     url = reverse("api-model-approve-code", args=["alpha", body["id"]])
     assert post(world, "owner_a", url, {}).status_code == 403
     approved = post(world, "admin", url, {})
     assert approved.status_code == 200
-    assert approved.json()["remote_code_approved_by"] == "platform_admin"
+    assert approved.json()["remote_code_approval"]["approved_by"] == "platform_admin"
     assert approved.json()["blockers"] == []
     event = AuditEvent.objects.get(action="model.approve_remote_code")
     assert (
