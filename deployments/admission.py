@@ -111,24 +111,30 @@ def live_side_gpus(deployment: Deployment | None) -> int:
     return active.replicas * active.tier.gpus_per_replica
 
 
+def deployments_gpus(deployments: Iterable[Deployment]) -> dict[int, int]:
+    """GPUs each deployment holds now, by id: its active side plus the new side of a running
+    rollout (at most one per deployment), the rollouts read in one query for all of them.
+    Select ``active_revision__tier`` on the deployments."""
+    rows = list(deployments)
+    rollouts = Rollout.objects.filter(deployment__in=rows, state__in=ACTIVE_STATES).select_related(
+        "revision__tier"
+    )
+    new_sides = {
+        r.deployment_id: r.revision.replicas * r.revision.tier.gpus_per_replica for r in rollouts
+    }
+    return {d.pk: live_side_gpus(d) + new_sides.get(d.pk, 0) for d in rows}
+
+
 def deployment_gpus(deployment: Deployment) -> int:
     """GPUs a deployment holds now: its active side plus the new side of a running rollout."""
-    gpus = live_side_gpus(deployment)
-    rollout = (
-        Rollout.objects.filter(deployment=deployment, state__in=ACTIVE_STATES)
-        .select_related("revision__tier")
-        .first()
-    )
-    if rollout is not None:
-        gpus += rollout.revision.replicas * rollout.revision.tier.gpus_per_replica
-    return gpus
+    return deployments_gpus([deployment])[deployment.pk]
 
 
 def tenant_gpus_in_use(tenant: Tenant, exclude: Deployment | None = None) -> int:
     deployments = Deployment.objects.for_tenant(tenant).select_related("active_revision__tier")
     if exclude is not None:
         deployments = deployments.exclude(pk=exclude.pk)
-    return sum(deployment_gpus(d) for d in deployments)
+    return sum(deployments_gpus(deployments).values())
 
 
 @dataclass(frozen=True)

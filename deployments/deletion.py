@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -63,17 +64,21 @@ def advance(deployment_id: int) -> float | None:
     return None
 
 
-def stalled(now: Any | None = None, *, claim: bool = True) -> list[int]:
+def stalled(
+    now: Any | None = None, *, claim: bool = True, tenant_ids: Collection[int] | None = None
+) -> list[int]:
     """Deletions no worker has moved for a lease's length: their task was lost. With `claim`
     each is stamped as it is handed out, so the next reconciler pass does not hand it out
-    again while the new task waits in the queue."""
+    again while the new task waits in the queue. Only those of `tenant_ids` when given (a
+    reconciler shard)."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.ROLLOUT_CLAIM_SECONDS)
-    ids = list(
-        Deployment.objects.filter(deleting=True)
-        .filter(Q(deletion_progress_at__isnull=True) | Q(deletion_progress_at__lt=stale))
-        .values_list("pk", flat=True)
+    deleting = Deployment.objects.filter(deleting=True).filter(
+        Q(deletion_progress_at__isnull=True) | Q(deletion_progress_at__lt=stale)
     )
+    if tenant_ids is not None:
+        deleting = deleting.filter(tenant_id__in=tenant_ids)
+    ids = list(deleting.values_list("pk", flat=True))
     if claim:
         Deployment.objects.filter(pk__in=ids).update(deletion_progress_at=now)
     return ids

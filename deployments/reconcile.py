@@ -5,12 +5,18 @@ One pass (a) re-drives every unfinished rollout and every deletion that no worke
 settled deployment against the cluster — its serving colour's Deployment exists and its active
 Service selects that colour — with one LIST per kind whatever the number of deployments, and
 re-applies what drifted.
+
+A pass costs the same few queries and paged LISTs whatever the fleet size: every spec is built
+in one go (`specs.serving_specs`), and only a repair reads or writes per deployment. When one
+pass is not enough, passes split the tenants into shards (`Shard`), each run by its own task.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,13 +29,43 @@ from deployments.models import Deployment, Rollout
 from deployments.rendering import OwnerRef, active_service_name, colour_name, render_services
 from deployments.rendering.constants import LABEL_COLOUR, MANAGED_BY_SELECTOR
 from deployments.rendering.meta import root_name
-from deployments.specs import active_serving_spec, serving_spec
+from deployments.specs import SPEC_RELATED, active_serving_spec, serving_specs
 from portal import kube
 from tenants import audit
 from tenants.audit import Actor
+from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
 PAGE = 500
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count`: the tenants whose stable hash falls in it. Every tenant is in
+    exactly one shard, and stays in it from pass to pass and from worker to worker (Python's
+    own hash() is salted per process, so it would not do)."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError(f"shard count must be at least 1, not {self.count}")
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard index must be in 0..{self.count - 1}, not {self.index}")
+
+    def holds(self, tenant_id: int) -> bool:
+        digest = hashlib.blake2b(str(tenant_id).encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % self.count == self.index
+
+    def tenant_ids(self) -> Collection[int] | None:
+        """The ids of the shard's tenants (one query); None for the single shard: all."""
+        if self.count == 1:
+            return None
+        return [pk for pk in Tenant.objects.values_list("pk", flat=True) if self.holds(pk)]
+
+
+ALL = Shard()
 
 
 @dataclass
@@ -52,21 +88,12 @@ def _list_all(list_call: Any) -> list[Any]:
             return items
 
 
-def reconcile_pass(repair: bool = True) -> ReconcileReport:
+def reconcile_pass(repair: bool = True, shard: Shard = ALL) -> ReconcileReport:
     started = time.perf_counter()
+    tenant_ids = shard.tenant_ids()
     report = ReconcileReport(
-        stalled_rollouts=engine.needs_driving(),
-        stalled_deletions=deletion.stalled(claim=repair),
-    )
-    rolling = set(
-        Rollout.objects.filter(state__in=ACTIVE_STATES).values_list("deployment_id", flat=True)
-    )
-    settled = (
-        Deployment.objects.filter(active_colour__in=["blue", "green"], deleting=False)
-        .exclude(pk__in=rolling)
-        .select_related(
-            "tenant__quota", "active_revision__tier", "active_revision__model_revision__model"
-        )
+        stalled_rollouts=engine.needs_driving(tenant_ids=tenant_ids),
+        stalled_deletions=deletion.stalled(claim=repair, tenant_ids=tenant_ids),
     )
     apps = client.AppsV1Api(kube.api_client())
     existing = {
@@ -77,14 +104,25 @@ def reconcile_pass(repair: bool = True) -> ReconcileReport:
         (s.metadata.namespace, s.metadata.name): (s.spec.selector or {})
         for s in _list_all(kube.core().list_service_for_all_namespaces)
     }
+    # Read after the LISTs, in one query with the rollouts it excludes: a rollout that starts
+    # and switches traffic meanwhile is then excluded, never taken for drift and reverted.
+    settled = (
+        Deployment.objects.filter(active_colour__in=["blue", "green"], deleting=False)
+        .exclude(pk__in=Rollout.objects.filter(state__in=ACTIVE_STATES).values("deployment_id"))
+        .select_related(*SPEC_RELATED)
+        .order_by("pk")
+    )
+    if tenant_ids is not None:
+        settled = settled.filter(tenant_id__in=tenant_ids)
+    deployments = list(settled)
+    specs = serving_specs(deployments)
     actor = Actor.system("deployments.reconcile")
-    for deployment in settled:
+    for deployment in deployments:
         report.checked += 1
-        revision = deployment.active_revision
-        if revision is None:
+        spec = specs.get(deployment.pk)
+        if spec is None:  # no active revision
             continue
         namespace, colour = deployment.tenant.namespace, deployment.active_colour
-        spec = serving_spec(revision)
         workload = colour_name(spec, colour)  # type: ignore[arg-type,unused-ignore]
         service = active_service_name(spec)
         drift = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -619,13 +619,18 @@ def advance(rollout_id: int, actor: str = "rollout-worker") -> float | None:
     return _finish_step(rollout, token, result, actor)
 
 
-def needs_driving(now: Any | None = None) -> list[int]:
-    """Unfinished rollouts nobody is working on: no live claim and no recent step."""
+def needs_driving(
+    now: Any | None = None, *, tenant_ids: Collection[int] | None = None
+) -> list[int]:
+    """Unfinished rollouts nobody is working on: no live claim and no recent step; only those
+    of `tenant_ids` when given (a reconciler shard)."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.ROLLOUT_CLAIM_SECONDS)
-    return list(
+    rollouts = (
         Rollout.objects.filter(state__in=ACTIVE_STATES)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .filter(Q(last_step_at__isnull=True) | Q(last_step_at__lt=stale))
-        .values_list("pk", flat=True)
     )
+    if tenant_ids is not None:
+        rollouts = rollouts.filter(deployment__tenant_id__in=tenant_ids)
+    return list(rollouts.values_list("pk", flat=True))

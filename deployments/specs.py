@@ -1,6 +1,14 @@
-"""Building the renderers' specs from the database (the only place the two meet)."""
+"""Building the renderers' specs from the database (the only place the two meet).
+
+One spec at a time (admission, a rollout step) reads its tenant's quota and Hub credential
+fresh; `serving_specs` builds many with a fixed number of queries whatever their count, for
+the reconciler's pass over the whole fleet.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from deployments.autoscaling import replica_bounds
 from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
@@ -19,8 +27,36 @@ from tenants.models import Tenant, TenantQuota
 EXTRA_PODS = 10
 
 
-def tenant_spec(tenant: Tenant) -> TenantSpec:
-    quota = TenantQuota.objects.get(tenant=tenant)
+@dataclass(frozen=True)
+class TenantFacts:
+    """What a spec needs of its tenant beyond the row: the quota and whether a Hub token is set."""
+
+    quota: TenantQuota
+    has_hub_token: bool
+
+
+def tenant_facts(tenant: Tenant) -> TenantFacts:
+    return TenantFacts(
+        quota=TenantQuota.objects.get(tenant=tenant),
+        has_hub_token=HubCredential.objects.for_tenant(tenant).exists(),
+    )
+
+
+def tenants_facts(tenant_ids: Iterable[int]) -> dict[int, TenantFacts]:
+    """The facts of many tenants in two queries."""
+    ids = set(tenant_ids)
+    quotas = {quota.tenant_id: quota for quota in TenantQuota.objects.filter(tenant_id__in=ids)}
+    with_token = set(
+        HubCredential.objects.filter(tenant_id__in=ids).values_list("tenant_id", flat=True)
+    )
+    missing = ids - quotas.keys()
+    if missing:
+        raise TenantQuota.DoesNotExist(f"tenants {sorted(missing)} have no quota")
+    return {pk: TenantFacts(quota=quotas[pk], has_hub_token=pk in with_token) for pk in ids}
+
+
+def tenant_spec(tenant: Tenant, facts: TenantFacts | None = None) -> TenantSpec:
+    quota = (facts or tenant_facts(tenant)).quota
     # Both colours may run at once during a rollout, hence × 2.
     max_pods = quota.max_deployments * quota.max_replicas_per_deployment * 2 + EXTRA_PODS
     return TenantSpec(
@@ -62,20 +98,22 @@ def serving_spec(
     owner: OwnerRef | None = None,
     *,
     progress_deadline_seconds: int = PROGRESS_DEADLINE_SECONDS,
+    facts: TenantFacts | None = None,
 ) -> ServingSpec:
     """The complete spec of a revision; admission builds it from the unsaved row, the rollout
-    and the reconciler from the stored one, so all three render the same objects."""
+    and the reconciler from the stored one, so all three render the same objects. `facts` are
+    the tenant's, read once for many specs (`serving_specs`); without them they are read now."""
     deployment = revision.deployment
-    has_token = HubCredential.objects.for_tenant(deployment.tenant).exists()
+    facts = facts or tenant_facts(deployment.tenant)
     # The HPA never scales beyond what the tenant's quota allows now (it may have been lowered).
-    bounds = replica_bounds(revision, TenantQuota.objects.get(tenant=deployment.tenant))
+    bounds = replica_bounds(revision, facts.quota)
     replicas = (
         (bounds.min_replicas, bounds.replicas, bounds.max_replicas)
         if revision.autoscaling
         else (revision.min_replicas, revision.replicas, revision.max_replicas)
     )
     return ServingSpec(
-        tenant=tenant_spec(deployment.tenant),
+        tenant=tenant_spec(deployment.tenant, facts),
         deployment_name=deployment.name,
         revision_number=revision.number,
         # Revisions admitted by admit() pin their image; a row written directly (tests, benches)
@@ -96,7 +134,7 @@ def serving_spec(
         max_replicas=replicas[2],
         autoscaling=revision.autoscaling,
         queue_size_target=revision.queue_size_target,
-        hf_token_secret_name=HUB_TOKEN_SECRET_NAME if has_token else None,
+        hf_token_secret_name=HUB_TOKEN_SECRET_NAME if facts.has_hub_token else None,
         owner=owner,
         engine=get_engine(revision.engine),
         pod_annotations=revision.pod_annotations or {},
@@ -124,3 +162,27 @@ def active_serving_spec(deployment: Deployment) -> ServingSpec | None:
         .first()
     )
     return serving_spec(revision, progress_deadline_seconds=deadline or PROGRESS_DEADLINE_SECONDS)
+
+
+# What a spec reads of a deployment's active revision, joined in the deployments' query.
+SPEC_RELATED = (
+    "tenant",
+    "active_revision__tier",
+    "active_revision__model_revision__model",
+)
+
+
+def serving_specs(deployments: Iterable[Deployment]) -> dict[int, ServingSpec]:
+    """The spec of each deployment's active revision by deployment id (those without one are
+    left out), with two queries whatever their number; select `SPEC_RELATED` on the
+    deployments so that reading the revisions costs none."""
+    rows = [d for d in deployments if d.active_revision is not None]
+    facts = tenants_facts(d.tenant_id for d in rows)
+    specs = {}
+    for deployment in rows:
+        revision = deployment.active_revision
+        assert revision is not None
+        # The revision's deployment is this row: sharing it spares a query per revision.
+        revision.deployment = deployment
+        specs[deployment.pk] = serving_spec(revision, facts=facts[deployment.tenant_id])
+    return specs

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 
 from deployments import cost, deletion, rollout
-from deployments.reconcile import reconcile_pass
+from deployments.reconcile import Shard, reconcile_pass
 
 # Polls are short and chained: a countdown longer than the broker's visibility timeout would
 # run twice, and a long one would slow the rollout down for nothing.
@@ -46,10 +47,19 @@ def delete_deployment(deployment_id: int) -> None:
 
 
 @shared_task(name="deployments.tasks.reconcile_rollouts")
-def reconcile_rollouts() -> dict[str, Any]:
+def reconcile_rollouts(
+    shard_index: int | None = None, shard_count: int | None = None
+) -> dict[str, Any]:
     """Level-triggered: re-drive unfinished rollouts and deletions nobody drives, repair
-    drifted deployments."""
-    report = reconcile_pass()
+    drifted deployments. Beat calls it without a shard: with ROLLOUT_RECONCILE_SHARDS above 1
+    it sends one task per shard, which workers then run side by side."""
+    if shard_index is None:
+        shard_count = settings.ROLLOUT_RECONCILE_SHARDS
+        if shard_count > 1:
+            for index in range(shard_count):
+                reconcile_rollouts.delay(index, shard_count)
+            return {"shards": shard_count}
+    report = reconcile_pass(shard=Shard(shard_index or 0, shard_count or 1))
     for rollout_id in report.stalled_rollouts:
         advance_rollout.delay(rollout_id)
     for deployment_id in report.stalled_deletions:

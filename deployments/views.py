@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.generic import DetailView, ListView, TemplateView
 
 from deployments import deletion, policy, services
-from deployments.admission import deployment_gpus, gpu_budget, pool_room
+from deployments.admission import deployment_gpus, deployments_gpus, gpu_budget, pool_room
 from deployments.capacity import ClusterCapacity, pool_capacity
 from deployments.choices import ACTIVE_STATES, STEP_ORDER, TERMINAL_STATES, RolloutState
 from deployments.forms import DeploymentForm, RevisionForm, ServingForm, revision_changes
@@ -168,9 +168,10 @@ class DeploymentListView(TenantViewMixin, ListView):
         context = super().get_context_data(**kwargs)
         deployments = list(context["deployments"])
         rollouts = latest_rollouts(deployments)
+        gpus = deployments_gpus(deployments)
         for deployment in deployments:
             deployment.latest_rollout = rollouts.get(deployment.pk)
-            deployment.gpus = deployment_gpus(deployment)
+            deployment.gpus = gpus[deployment.pk]
         context["deployments"] = deployments
         # The table polls while a deletion runs, until the deployment has left it.
         context["deleting"] = any(d.deleting for d in deployments)

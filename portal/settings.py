@@ -248,6 +248,9 @@ GUARDRAIL_HOLD_SECONDS = env.integer("GUARDRAIL_HOLD_SECONDS", 0, minimum=0)  # 
 COST_API_INPUT_PRICE_PER_MILLION = env.number("COST_API_INPUT_PRICE_PER_MILLION", 3.0, minimum=0)
 COST_API_OUTPUT_PRICE_PER_MILLION = env.number("COST_API_OUTPUT_PRICE_PER_MILLION", 15.0, minimum=0)
 
+# The reconciler's pass is split across this many tasks by tenant (deployments/reconcile.py
+# Shard) when one pass over the whole fleet takes too long for ROLLOUT_RECONCILE_SECONDS.
+ROLLOUT_RECONCILE_SHARDS = env.integer("ROLLOUT_RECONCILE_SHARDS", 1, minimum=1, maximum=256)
 # Rollouts: a worker's claim on a rollout lasts this long (a dead worker's claim expires).
 ROLLOUT_CLAIM_SECONDS = env.integer("ROLLOUT_CLAIM_SECONDS", 20, minimum=2, maximum=600)
 ROLLOUT_SCALE_DOWN_DELAY_SECONDS = env.integer("ROLLOUT_SCALE_DOWN_DELAY_SECONDS", 30, minimum=0)

@@ -3,9 +3,10 @@
     python -m bench.cluster.scale [--nodes 500] [--pods 2000] [--keep]
 
 The bench nodes form their own pool (label inference.portal/pool=bench-scale, names bench-gpu-N)
-so the normal pools are untouched; their pod CIDRs are /26s of 10.245.0.0/16 because 500 /24s do
-not fit in the 10.244.0.0/16 pod network (bench pods are never routed). Everything is deleted at
-the end unless --keep is given. Prints a JSON summary.
+so the normal pools are untouched; their pod CIDRs are /25s of config.BENCH_POD_NETWORK (a /12:
+room for 8,191 bench nodes) because thousands of /24s do not fit in the 10.244.0.0/16 pod
+network (bench pods are never routed). Everything is deleted at the end unless --keep is given.
+Prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
-from devstack.cluster import control, ensure_up, nodes
+from devstack.cluster import config, control, ensure_up, nodes
 
 BENCH_POOL = "bench-scale"
 BENCH_LABEL = "devstack/bench"
 BENCH_NAMESPACE = "bench-scale"
-BENCH_POD_NETWORK = "10.245.0.0/16"
 BENCH_NODE_POOL = nodes.NodePool(
     name=BENCH_POOL,
     count=0,
@@ -64,7 +64,7 @@ def bench_node_manifests(count: int) -> list[dict[str, Any]]:
         nodes.node_manifest(
             f"bench-gpu-{i}",
             BENCH_NODE_POOL,
-            nodes.pod_cidr(i, BENCH_POD_NETWORK, prefix=26),
+            nodes.pod_cidr(i, config.BENCH_POD_NETWORK, prefix=config.BENCH_NODE_CIDR_PREFIX),
             nodes.node_address(1000 + i),
             extra_labels={BENCH_LABEL: "scale"},
         )

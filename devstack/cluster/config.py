@@ -43,6 +43,12 @@ GATEWAY_PORT = 8080
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_NETWORK = "10.244.0.0/16"
+# Bench nodes (bench/cluster/scale.py) take their podCIDRs from a network of their own: a /25
+# per node holds a node's 110 pods (126 addresses), and a /12 holds 8,192 such blocks. Their
+# pods are never routed, and the controller-manager allocates no CIDRs (--allocate-node-cidrs
+# is false: every node comes with its podCIDR), so neither network is one of its flags.
+BENCH_POD_NETWORK = "10.128.0.0/12"
+BENCH_NODE_CIDR_PREFIX = 25
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

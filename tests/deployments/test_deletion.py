@@ -210,6 +210,6 @@ def test_the_reconciler_re_drives_a_lost_deletion_once(
     assert deletion.stalled() == [lost.pk]
     assert deletion.stalled() == []  # handed out: not again while its task waits in the queue
 
-    monkeypatch.setattr(tasks, "reconcile_pass", lambda: ReconcileReport(stalled_deletions=[7]))
+    monkeypatch.setattr(tasks, "reconcile_pass", lambda **_: ReconcileReport(stalled_deletions=[7]))
     assert tasks.reconcile_rollouts()["stalled_deletions"] == [7]
     assert sent == [7]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from bench.cluster.scale import bench_node_manifests
 from deployments.rendering import monitoring
 from devstack import run as devstack_run
 from devstack.cluster import (
@@ -111,6 +113,28 @@ def test_pool_nodes_get_distinct_pod_cidrs_in_the_pod_network() -> None:
 
 def _jobs(rendered: dict) -> dict[str, dict]:
     return {job["job_name"]: job for job in rendered["scrape_configs"]}
+
+
+def test_5000_bench_nodes_get_distinct_pod_cidrs_apart_from_every_other_network() -> None:
+    manifests = bench_node_manifests(5000)
+    cidrs = [ipaddress.ip_network(m["spec"]["podCIDR"]) for m in manifests]
+    assert len(set(cidrs)) == 5000
+    bench = ipaddress.ip_network(config.BENCH_POD_NETWORK)
+    assert all(cidr.subnet_of(bench) for cidr in cidrs)  # type: ignore[arg-type]
+    # Room for every pod a node may hold (network and broadcast addresses excluded).
+    pods = int(manifests[0]["status"]["capacity"]["pods"])
+    assert all(cidr.num_addresses - 2 >= pods for cidr in cidrs)
+    addresses = [m["status"]["addresses"][0]["address"] for m in manifests]
+    assert len(set(addresses)) == 5000
+    others = [config.POD_NETWORK, config.SERVICE_CLUSTER_IP_RANGE, nodes.NODE_ADDRESS_NETWORK]
+    assert not any(bench.overlaps(ipaddress.ip_network(other)) for other in others)
+
+
+def test_a_pod_cidr_past_the_end_of_its_network_is_refused() -> None:
+    assert nodes.pod_cidr(255) == "10.244.255.0/24"
+    assert nodes.pod_cidr(8191, config.BENCH_POD_NETWORK, 25) == "10.143.255.128/25"
+    with pytest.raises(ValueError, match="has no /24 number 256 \\(it holds 256\\)"):
+        nodes.pod_cidr(256)
 
 
 def test_prometheus_scrapes_every_engines_pods_through_the_local_apiserver(tmp_path: Path) -> None:
