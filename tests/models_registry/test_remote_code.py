@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from deployments import admission
-from deployments.capacity import PoolCapacity
+from deployments.capacity import ClusterCapacity, NodeGpus
 from deployments.choices import RolloutState
 from deployments.models import Deployment, Rollout, Tier
 from deployments.specs import serving_spec
@@ -44,8 +44,9 @@ def refusal(response: Any, field: str) -> str:
 @pytest.fixture
 def room(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
     """No cluster here: the L4 pool has free GPUs, and the tenant room for two deployments."""
-    pool = PoolCapacity("l4", nodes=2, allocatable=2, free_per_node={"a": 1, "b": 1})
-    monkeypatch.setattr(admission, "pool_capacity", lambda: {"l4": pool})
+    l4 = {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    pool = ClusterCapacity([NodeGpus(name, l4, allocatable=1, requested=0) for name in "ab"])
+    monkeypatch.setattr(admission, "pool_capacity", lambda: pool)
     TenantQuota.objects.filter(tenant=world.tenant_a).update(max_gpus=8, max_deployments=10)
     Tier.objects.filter(slug="l4").update(max_total_tokens_limit=16384)
     return world
