@@ -31,10 +31,26 @@ log = logging.getLogger(__name__)
 
 RETRY_CONFIG_SECONDS = 5.0  # CreateContainerConfigError / unbound PVC: retry like the kubelet
 SIM_KUBELET_ANNOTATION = "devstack.inference.portal/runtime"  # devstack.cluster.stages
+ATTACH_DETACH_COMPONENT = "attachdetach-controller"  # reports FailedAttachVolume upstream
 
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def multi_attach_forbidden(access_modes: list[str]) -> bool:
+    """reconciler.go isMultiAttachForbidden for a PV: unknown modes or a ReadWriteMany /
+    ReadOnlyMany mode allow attaching to several nodes; anything else (ReadWriteOnce) not."""
+    return bool(access_modes) and not {"ReadWriteMany", "ReadOnlyMany"} & set(access_modes)
+
+
+def multi_attach_message(pv_name: str, pods: list[str]) -> str:
+    """The FailedAttachVolume message of reconciler.go reportMultiAttachError (pods of the
+    claim's own namespace; a claim is namespaced, so no "in different namespaces" part)."""
+    return (
+        f'Multi-Attach error for volume "{pv_name}" '
+        f"Volume is already used by pod(s) {', '.join(sorted(pods))}"
+    )
 
 
 @dataclass
@@ -91,6 +107,7 @@ class PodWorker(threading.Thread):
         self.host_ip: str = ""
         self.start_time: str | None = (pod.get("status") or {}).get("startTime")
         self.prepared = False
+        self.attached = False  # its ReadWriteOnce volumes may attach to this node
         self.pod_error: tuple[str, str] | None = None
         self.transitions: dict[str, tuple[str, str]] = {
             c["type"]: (c["status"], c.get("lastTransitionTime") or now_iso())
@@ -170,6 +187,17 @@ class PodWorker(threading.Thread):
             return 60.0
         if not self.prepared:
             self._prepare(pod)
+        if not self.attached:
+            conflict = self._multi_attach_error(pod)
+            if conflict is not None:
+                # The attach-detach controller's event; the pod waits in ContainerCreating
+                # until the other node's pods are gone (then it retries and proceeds).
+                self.events.emit(
+                    "Warning", "FailedAttachVolume", conflict, component=ATTACH_DETACH_COMPONENT
+                )
+                self.write_status(pod)
+                return RETRY_CONFIG_SECONDS
+            self.attached = True
         now = time.monotonic()
         next_wake = now + self.cfg.resync
         initializing = self._init_step(pod)
@@ -210,6 +238,35 @@ class PodWorker(threading.Thread):
             self._maybe_start(pod, ctr)
             return True
         return False
+
+    def _multi_attach_error(self, pod: dict[str, Any]) -> str | None:
+        """The attach-detach controller's refusal to attach a single-node volume to this node
+        while pods on another node use it (pkg/controller/volume/attachdetach/reconciler/
+        reconciler.go: isMultiAttachForbidden unless the PV allows ReadWriteMany or
+        ReadOnlyMany; reportMultiAttachError's "Volume is already used by pod(s) ..." message,
+        prefixed by GenerateMsg as `Multi-Attach error for volume "<pv>"`).
+
+        None once nothing blocks, and always for a pod whose containers already ran (an
+        attached volume stays attached, e.g. across a kubelet restart)."""
+        if any(c.ever_started for c in [*self.init_containers, *self.containers]):
+            return None
+        for volume in pod["spec"].get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if not claim:
+                continue
+            pvc = self.kube.get(
+                f"/api/v1/namespaces/{self.namespace}/persistentvolumeclaims/{claim}"
+            )
+            pv_name = ((pvc or {}).get("spec") or {}).get("volumeName")
+            pv = self.kube.get(f"/api/v1/persistentvolumes/{pv_name}") if pv_name else None
+            if pv is None:
+                continue  # not bound yet: volume_sources keeps the pod waiting
+            if not multi_attach_forbidden(pv["spec"].get("accessModes") or []):
+                continue
+            users = self.kubelet.pods_using_claim(self.namespace, claim, other_than=self.node)
+            if users:
+                return multi_attach_message(str(pv_name), users)
+        return None
 
     def _inits_failed(self) -> bool:
         return any(
