@@ -62,9 +62,9 @@ def test_node_without_a_zone_pins_the_volume_to_the_node(tmp_path: Path) -> None
     pv = provisioner.pv_manifest(
         tmp_path, _claim(["ReadWriteOnce"]), provisioner.ZONAL, _node("odd-1", None)
     )
-    expression = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0][
-        "matchExpressions"
-    ][0]
+    expression = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][
+        0
+    ]
     assert expression == {"key": "kubernetes.io/hostname", "operator": "In", "values": ["odd-1"]}
 
 
