@@ -210,17 +210,6 @@ class LocalPathProvisioner:
         name = f"pvc-{pvc['metadata']['uid']}"
         if self.volumes.get(f"/{name}") is not None:
             return
-        unsupported = unsupported_modes(volume_class, pvc)
-        if unsupported:
-            # What the CSI external-provisioner reports when the driver refuses the request.
-            self._claim_event(
-                pvc,
-                "ProvisioningFailed",
-                f'failed to provision volume with StorageClass "{volume_class.name}": '
-                f"access mode {', '.join(unsupported)} is not supported by this class "
-                f"(supported: {', '.join(sorted(volume_class.access_modes))})",
-            )
-            return
         node = None
         if volume_class.binding_mode == "WaitForFirstConsumer":
             selected = (pvc["metadata"].get("annotations") or {}).get(SELECTED_NODE_ANNOTATION)
@@ -230,6 +219,18 @@ class LocalPathProvisioner:
             if node is None:
                 log.warning("claim %s: selected node %s is gone", pvc["metadata"]["name"], selected)
                 return
+        unsupported = unsupported_modes(volume_class, pvc)
+        if unsupported:
+            # What the CSI external-provisioner reports when the driver refuses the request
+            # (for a delayed-binding claim only once a consumer was scheduled, as here).
+            self._claim_event(
+                pvc,
+                "ProvisioningFailed",
+                f'failed to provision volume with StorageClass "{volume_class.name}": '
+                f"access mode {', '.join(unsupported)} is not supported by this class "
+                f"(supported: {', '.join(sorted(volume_class.access_modes))})",
+            )
+            return
         manifest = pv_manifest(self.root, pvc, volume_class, node)
         Path(manifest["spec"]["hostPath"]["path"]).mkdir(parents=True, exist_ok=True)
         try:

@@ -86,6 +86,15 @@ def state(kube: KubeClient, namespace: str) -> Any:
     return describe
 
 
+def event_of(kube: KubeClient, namespace: str, name: str, reason: str) -> dict[str, Any] | None:
+    events = kube.request(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/events",
+        params={"fieldSelector": f"involvedObject.name={name}"},
+    )["items"]
+    return next((e for e in events if e["reason"] == reason), None)
+
+
 def running(kube: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
     current = kube.get(pods_path(namespace, name))
     if current and (current.get("status") or {}).get("phase") == "Running":
@@ -113,9 +122,17 @@ def test_zonal_volume_follows_its_first_consumer_and_binds_other_zones_out(
 ) -> None:
     zones = nodes_by_zone(kube)
     kube.create(claims_path(namespace), claim("weights"))
-    # WaitForFirstConsumer: nothing is provisioned before a pod uses the claim.
+    # WaitForFirstConsumer: the PV controller says so, and nothing is provisioned before a pod
+    # uses the claim.
+    waiting = wait_for(
+        lambda: event_of(kube, namespace, "weights", "WaitForFirstConsumer"),
+        30,
+        describe=state(kube, namespace),
+    )
+    assert waiting["source"]["component"] == "persistentvolume-controller"
     pending = kube.get(claims_path(namespace, "weights"))
     assert pending is not None and not pending["spec"].get("volumeName")
+    assert pending["status"]["phase"] == "Pending"
 
     first_node = zones["local-1b"][0]
     kube.create(
@@ -157,18 +174,15 @@ def test_rwo_volume_in_use_on_one_node_holds_a_pod_on_another_in_container_creat
         pods_path(namespace), pod("new", "weights", {"kubernetes.io/hostname": second_node})
     )
 
-    def attach_error() -> dict[str, Any] | None:
-        events = kube.request(
-            "GET",
-            f"/api/v1/namespaces/{namespace}/events",
-            params={"fieldSelector": "involvedObject.name=new"},
-        )["items"]
-        return next((e for e in events if e["reason"] == "FailedAttachVolume"), None)
-
-    event = wait_for(attach_error, 30, describe=state(kube, namespace))
+    event = wait_for(
+        lambda: event_of(kube, namespace, "new", "FailedAttachVolume"),
+        30,
+        describe=state(kube, namespace),
+    )
     pvc = kube.get(claims_path(namespace, "weights"))
     assert pvc is not None
     assert event["type"] == "Warning"
+    assert event["source"]["component"] == "attachdetach-controller"
     assert event["message"] == (
         f'Multi-Attach error for volume "{pvc["spec"]["volumeName"]}" '
         "Volume is already used by pod(s) old"
