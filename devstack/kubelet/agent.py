@@ -148,13 +148,13 @@ class Kubelet:
                     return ip
         raise RuntimeError(f"no free pod IP on {node_name}")
 
-    def pods_using_claim(self, namespace: str, claim: str, other_than: str) -> list[str]:
-        """Pods on nodes other than `other_than` that use the claim and have not finished: the
-        attach-detach controller's desired state keeps their volume attached to their node."""
+    def pods_using_claim(self, namespace: str, claim: str) -> list[dict[str, Any]]:
+        """Scheduled pods that use the claim and have not finished: the attach-detach
+        controller's desired state keeps their volume attached to their node."""
         users = []
         for pod in self.pods.items():
             spec, meta = pod["spec"], pod["metadata"]
-            if meta["namespace"] != namespace or spec.get("nodeName") in (None, "", other_than):
+            if meta["namespace"] != namespace or not spec.get("nodeName"):
                 continue
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
@@ -163,7 +163,7 @@ class Kubelet:
                 for v in spec.get("volumes") or []
             }
             if claim in claims:
-                users.append(str(meta["name"]))
+                users.append(pod)
         return users
 
     def release_ip(self, node_name: str, ip: str) -> None:

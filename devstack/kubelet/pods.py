@@ -44,6 +44,28 @@ def multi_attach_forbidden(access_modes: list[str]) -> bool:
     return bool(access_modes) and not {"ReadWriteMany", "ReadOnlyMany"} & set(access_modes)
 
 
+def attach_holders(node: str, users: list[dict[str, Any]]) -> list[str]:
+    """Pods on other nodes that keep a single-node volume attached away from `node`.
+
+    Upstream attaches the volume to whichever node the controller handles first and reports
+    Multi-Attach for the rest. Here: a node with a Running user holds it; while no user runs
+    yet, the node of the earliest-created user gets it (so two new pods never block each
+    other). Empty: the volume can attach to `node`."""
+    others = [u for u in users if u["spec"].get("nodeName") != node]
+    if not others:
+        return []
+    names = sorted(str(u["metadata"]["name"]) for u in others)
+    if any((u.get("status") or {}).get("phase") == "Running" for u in others):
+        return names
+    if any((u.get("status") or {}).get("phase") == "Running" for u in users):
+        return []  # attached here already
+    first = min(
+        users,
+        key=lambda u: (u["metadata"].get("creationTimestamp") or "", u["metadata"]["name"]),
+    )
+    return [] if first["spec"].get("nodeName") == node else names
+
+
 def multi_attach_message(pv_name: str, pods: list[str]) -> str:
     """The FailedAttachVolume message of reconciler.go reportMultiAttachError (pods of the
     claim's own namespace; a claim is namespaced, so no "in different namespaces" part)."""
@@ -263,9 +285,12 @@ class PodWorker(threading.Thread):
                 continue  # not bound yet: volume_sources keeps the pod waiting
             if not multi_attach_forbidden(pv["spec"].get("accessModes") or []):
                 continue
-            users = self.kubelet.pods_using_claim(self.namespace, claim, other_than=self.node)
-            if users:
-                return multi_attach_message(str(pv_name), users)
+            users = self.kubelet.pods_using_claim(self.namespace, claim)
+            if not any(u["metadata"]["uid"] == self.uid for u in users):
+                users.append(pod)
+            holders = attach_holders(self.node, users)
+            if holders:
+                return multi_attach_message(str(pv_name), holders)
         return None
 
     def _inits_failed(self) -> bool:

@@ -6,7 +6,9 @@ Two StorageClasses, as a GKE/EKS/AKS cluster offers them:
   disk (GKE `standard-rwo` / PD CSI, EKS `gp3` / EBS CSI): ReadWriteOnce only,
   `volumeBindingMode: WaitForFirstConsumer`, and the PV carries `spec.nodeAffinity` on
   `topology.kubernetes.io/zone` = the zone of the node the scheduler picked, so the real
-  kube-scheduler's VolumeBinding plugin refuses other zones ("volume node affinity conflict").
+  kube-scheduler's VolumeBinding plugin refuses other zones ("node(s) didn't match
+  PersistentVolume's node affinity" in current releases, "had volume node affinity
+  conflict" in older ones).
 * `shared-files` acts like a network filesystem (Filestore, EFS, Azure Files): ReadWriteMany /
   ReadOnlyMany / ReadWriteOnce, Immediate binding, no node affinity.
 

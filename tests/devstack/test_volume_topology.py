@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.kubelet import provisioner
-from devstack.kubelet.pods import multi_attach_forbidden, multi_attach_message
+from devstack.kubelet.pods import attach_holders, multi_attach_forbidden, multi_attach_message
 
 
 def _claim(
@@ -102,3 +102,32 @@ def test_multi_attach_message_is_the_attach_detach_controllers() -> None:
     assert multi_attach_message("pvc-1", ["web-b", "web-a"]) == (
         'Multi-Attach error for volume "pvc-1" Volume is already used by pod(s) web-a, web-b'
     )
+
+
+def _user(
+    name: str, node: str, phase: str = "Pending", created: str = "2026-01-01T00:00:00Z"
+) -> dict:
+    return {
+        "metadata": {"name": name, "creationTimestamp": created},
+        "spec": {"nodeName": node},
+        "status": {"phase": phase},
+    }
+
+
+def test_a_running_pod_on_another_node_holds_the_volume() -> None:
+    users = [_user("old", "l4-1", "Running"), _user("new", "l4-3")]
+    assert attach_holders("l4-3", users) == ["old"]
+    # The same node shares the attachment.
+    assert attach_holders("l4-1", [*users, _user("twin", "l4-1")]) == []
+
+
+def test_two_new_pods_on_two_nodes_do_not_block_each_other() -> None:
+    early = _user("a", "l4-3", created="2026-01-01T00:00:00Z")
+    late = _user("b", "l4-1", created="2026-01-01T00:00:05Z")
+    # The earlier pod's node gets the volume, the later one waits for it.
+    assert attach_holders("l4-3", [early, late]) == []
+    assert attach_holders("l4-1", [early, late]) == ["a"]
+
+
+def test_once_the_other_nodes_pods_are_gone_the_volume_attaches() -> None:
+    assert attach_holders("l4-3", [_user("new", "l4-3")]) == []

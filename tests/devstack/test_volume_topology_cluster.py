@@ -160,7 +160,9 @@ def test_zonal_volume_follows_its_first_consumer_and_binds_other_zones_out(
         return None
 
     message = wait_for(unschedulable, 30, describe=state(kube, namespace))
-    assert "volume node affinity conflict" in message
+    # The VolumeBinding plugin's reason in current releases, as the local 1.35 scheduler says it
+    # (older releases said "node(s) had volume node affinity conflict").
+    assert "node(s) didn't match PersistentVolume's node affinity" in message
 
 
 def test_rwo_volume_in_use_on_one_node_holds_a_pod_on_another_in_container_creating(
