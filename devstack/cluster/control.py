@@ -363,6 +363,9 @@ def _up_locked(layout: config.Layout, *, verbose: bool) -> None:
             created = nodes.ensure_pool_nodes(_core_api(layout))
             if verbose and created:
                 _log(f"created {created} pool nodes from {config.NODEPOOLS_FILE.name}")
+            relabelled = nodes.ensure_node_labels(_core_api(layout))
+            if verbose and relabelled:
+                _log(f"{relabelled} existing nodes relabelled from {config.NODEPOOLS_FILE.name}")
             updated = nodes.ensure_kubelet_endpoints(_core_api(layout))
             if verbose and updated:
                 _log(f"{updated} nodes now advertise the simulated kubelet's endpoint")

@@ -13,12 +13,23 @@ from kubernetes.client.exceptions import ApiException
 
 from . import config
 
+# The portal's own pool label; the portal still selects GPU pools by it.
 POOL_LABEL = "inference.portal/pool"
+# Kubernetes well-known labels (kubernetes.io/docs/reference/labels-annotations-taints/):
+# the cloud node controller sets these from the instance's metadata.
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+REGION_LABEL = "topology.kubernetes.io/region"
+ZONE_LABEL = "topology.kubernetes.io/zone"
 GPU_RESOURCE = "nvidia.com/gpu"
+# NVIDIA GPU feature discovery (github.com/NVIDIA/gpu-feature-discovery, "Generated Labels"):
+# product name as nvidia-smi reports it with spaces as dashes, GPUs per node, memory in MiB.
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB, as NVIDIA GPU feature discovery reports it
+GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"
+# GKE (cloud.google.com/kubernetes-engine/docs/how-to/gpus, "node labels"): every node of a
+# GPU node pool carries the accelerator type, every node its node pool's name.
+GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+GKE_NODEPOOL_LABEL = "cloud.google.com/gke-nodepool"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
 # kwok is started with --manage-nodes-with-annotation-selector on this annotation.
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -32,6 +43,7 @@ class GpuSpec:
     count: int
     product: str
     memory_mib: int
+    gke_accelerator: str = ""  # e.g. nvidia-l4; empty: no GKE accelerator label
 
 
 @dataclass(frozen=True)
@@ -43,13 +55,21 @@ class NodePool:
     memory: str
     pods: int
     gpu: GpuSpec | None = None
+    region: str = ""
+    zones: tuple[str, ...] = ()
+
+    def zone_of(self, number: int) -> str | None:
+        """Zone of node <pool>-<number>: the pool's zones round-robin, as a regional node pool
+        (or an autoscaler balancing zones) spreads its nodes."""
+        return self.zones[(number - 1) % len(self.zones)] if self.zones else None
 
 
 def load_pools(path: Path = config.NODEPOOLS_FILE) -> list[NodePool]:
     """Pools in file order (the order also fixes each node's pod CIDR index)."""
-    raw = yaml.safe_load(path.read_text())["pools"]
+    doc = yaml.safe_load(path.read_text())
+    region = str(doc.get("region") or "")
     pools = []
-    for name, spec in raw.items():
+    for name, spec in doc["pools"].items():
         gpu = spec.get("gpu")
         pools.append(
             NodePool(
@@ -59,9 +79,16 @@ def load_pools(path: Path = config.NODEPOOLS_FILE) -> list[NodePool]:
                 cpu=str(spec["cpu"]),
                 memory=str(spec["memory"]),
                 pods=int(spec.get("pods", 110)),
-                gpu=GpuSpec(int(gpu["count"]), str(gpu["product"]), int(gpu["memory_mib"]))
+                gpu=GpuSpec(
+                    int(gpu["count"]),
+                    str(gpu["product"]),
+                    int(gpu["memory_mib"]),
+                    str(gpu.get("gke_accelerator") or ""),
+                )
                 if gpu
                 else None,
+                region=region,
+                zones=tuple(str(zone) for zone in spec.get("zones") or ()),
             )
         )
     return pools
@@ -90,6 +117,7 @@ def node_manifest(
     cidr: str,
     address: str,
     extra_labels: dict[str, str] | None = None,
+    zone: str | None = None,
 ) -> dict[str, Any]:
     """A Node as a real GPU node would register it; status is accepted on create."""
     labels = {
@@ -98,8 +126,14 @@ def node_manifest(
         "kubernetes.io/arch": "amd64",
         "type": "kwok",
         POOL_LABEL: pool.name,
+        GKE_NODEPOOL_LABEL: pool.name,
         INSTANCE_TYPE_LABEL: pool.instance_type,
     }
+    zone = zone or pool.zone_of(1)
+    if zone:
+        labels[ZONE_LABEL] = zone
+    if pool.region:
+        labels[REGION_LABEL] = pool.region
     capacity = {"cpu": pool.cpu, "memory": pool.memory, "pods": str(pool.pods)}
     taints: list[dict[str, str]] = []
     if pool.gpu:
@@ -109,6 +143,8 @@ def node_manifest(
             GPU_COUNT_LABEL: str(pool.gpu.count),
             "nvidia.com/gpu.present": "true",
         }
+        if pool.gpu.gke_accelerator:
+            labels[GKE_ACCELERATOR_LABEL] = pool.gpu.gke_accelerator
         capacity[GPU_RESOURCE] = str(pool.gpu.count)
         taints.append(dict(GPU_TAINT))
     labels |= extra_labels or {}
@@ -148,7 +184,11 @@ def pool_node_manifests(pools: list[NodePool] | None = None) -> list[dict[str, A
     for pool in pools if pools is not None else load_pools():
         for number in range(1, pool.count + 1):
             name = f"{pool.name}-{number}"
-            manifests.append(node_manifest(name, pool, pod_cidr(index), node_address(index)))
+            manifests.append(
+                node_manifest(
+                    name, pool, pod_cidr(index), node_address(index), zone=pool.zone_of(number)
+                )
+            )
             index += 1
     return manifests
 
@@ -169,6 +209,27 @@ def create_nodes(core: client.CoreV1Api, manifests: list[dict[str, Any]]) -> int
 
 def ensure_pool_nodes(core: client.CoreV1Api) -> int:
     return create_nodes(core, pool_node_manifests())
+
+
+def ensure_node_labels(core: client.CoreV1Api) -> int:
+    """Give nodes created by an older checkout the labels this one declares (labels, unlike
+    the podCIDR, can change in place); nodes already labelled are left alone."""
+    updated = 0
+    for manifest in pool_node_manifests():
+        name = manifest["metadata"]["name"]
+        try:
+            node = core.read_node(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise
+        current = (node.metadata.labels if node.metadata else None) or {}
+        wanted = manifest["metadata"]["labels"]
+        missing = {k: v for k, v in wanted.items() if current.get(k) != v}
+        if missing:
+            core.patch_node(name, {"metadata": {"labels": missing}})
+            updated += 1
+    return updated
 
 
 def ensure_kubelet_endpoints(core: client.CoreV1Api) -> int:

@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> KubeletConfig:
         help="pid files, pod dirs, logs (default: <kubeconfig dir>/kubelet)",
     )
     parser.add_argument(
-        "--volumes-dir", type=Path, help="local-path PV root (default: <kubeconfig dir>/volumes)"
+        "--volumes-dir", type=Path, help="PV root (default: <kubeconfig dir>/volumes)"
     )
     parser.add_argument(
         "--backoff-base",

@@ -148,6 +148,24 @@ class Kubelet:
                     return ip
         raise RuntimeError(f"no free pod IP on {node_name}")
 
+    def pods_using_claim(self, namespace: str, claim: str) -> list[dict[str, Any]]:
+        """Scheduled pods that use the claim and have not finished: the attach-detach
+        controller's desired state keeps their volume attached to their node."""
+        users = []
+        for pod in self.pods.items():
+            spec, meta = pod["spec"], pod["metadata"]
+            if meta["namespace"] != namespace or not spec.get("nodeName"):
+                continue
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            claims = {
+                (v.get("persistentVolumeClaim") or {}).get("claimName")
+                for v in spec.get("volumes") or []
+            }
+            if claim in claims:
+                users.append(pod)
+        return users
+
     def release_ip(self, node_name: str, ip: str) -> None:
         with self._lock:
             self.allocated.get(node_name, set()).discard(ip)

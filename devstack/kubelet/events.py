@@ -38,7 +38,15 @@ class PodEvents:
         self._seen: dict[tuple[str, str, str], tuple[str, int]] = {}
         self._lock = threading.Lock()
 
-    def emit(self, etype: str, reason: str, message: str, container: str | None = None) -> None:
+    def emit(
+        self,
+        etype: str,
+        reason: str,
+        message: str,
+        container: str | None = None,
+        component: str = "kubelet",
+    ) -> None:
+        """`component`: the reporter, e.g. attachdetach-controller for FailedAttachVolume."""
         key = (reason, container or "", message)
         now = _now()
         path = f"/api/v1/namespaces/{self.namespace}/events"
@@ -63,8 +71,8 @@ class PodEvents:
                         "reason": reason,
                         "message": message,
                         "type": etype,
-                        "source": {"component": "kubelet", "host": self.node},
-                        "reportingComponent": "kubelet",
+                        "source": {"component": component, "host": self.node},
+                        "reportingComponent": component,
                         "reportingInstance": self.node,
                         "firstTimestamp": now,
                         "lastTimestamp": now,

@@ -33,10 +33,48 @@ PULL_BACKOFF_BASE_SECONDS = 10.0  # pkg/kubelet/kubelet.go: backOffPeriod
 PULL_BACKOFF_MAX_SECONDS = 300.0  # MaxContainerBackOff
 RETRY_CONFIG_SECONDS = 5.0  # CreateContainerConfigError / unbound PVC: retry like the kubelet
 SIM_KUBELET_ANNOTATION = "devstack.inference.portal/runtime"  # devstack.cluster.stages
+ATTACH_DETACH_COMPONENT = "attachdetach-controller"  # reports FailedAttachVolume upstream
 
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def multi_attach_forbidden(access_modes: list[str]) -> bool:
+    """reconciler.go isMultiAttachForbidden for a PV: unknown modes or a ReadWriteMany /
+    ReadOnlyMany mode allow attaching to several nodes; anything else (ReadWriteOnce) not."""
+    return bool(access_modes) and not {"ReadWriteMany", "ReadOnlyMany"} & set(access_modes)
+
+
+def attach_holders(node: str, users: list[dict[str, Any]]) -> list[str]:
+    """Pods on other nodes that keep a single-node volume attached away from `node`.
+
+    Upstream attaches the volume to whichever node the controller handles first and reports
+    Multi-Attach for the rest. Here: a node with a Running user holds it; while no user runs
+    yet, the node of the earliest-created user gets it (so two new pods never block each
+    other). Empty: the volume can attach to `node`."""
+    others = [u for u in users if u["spec"].get("nodeName") != node]
+    if not others:
+        return []
+    names = sorted(str(u["metadata"]["name"]) for u in others)
+    if any((u.get("status") or {}).get("phase") == "Running" for u in others):
+        return names
+    if any((u.get("status") or {}).get("phase") == "Running" for u in users):
+        return []  # attached here already
+    first = min(
+        users,
+        key=lambda u: (u["metadata"].get("creationTimestamp") or "", u["metadata"]["name"]),
+    )
+    return [] if first["spec"].get("nodeName") == node else names
+
+
+def multi_attach_message(pv_name: str, pods: list[str]) -> str:
+    """The FailedAttachVolume message of reconciler.go reportMultiAttachError (pods of the
+    claim's own namespace; a claim is namespaced, so no "in different namespaces" part)."""
+    return (
+        f'Multi-Attach error for volume "{pv_name}" '
+        f"Volume is already used by pod(s) {', '.join(sorted(pods))}"
+    )
 
 
 @dataclass
@@ -95,6 +133,7 @@ class PodWorker(threading.Thread):
         self.host_ip: str = ""
         self.start_time: str | None = (pod.get("status") or {}).get("startTime")
         self.prepared = False
+        self.attached = False  # its ReadWriteOnce volumes may attach to this node
         self.pod_error: tuple[str, str] | None = None
         self.transitions: dict[str, tuple[str, str]] = {
             c["type"]: (c["status"], c.get("lastTransitionTime") or now_iso())
@@ -174,6 +213,17 @@ class PodWorker(threading.Thread):
             return 60.0
         if not self.prepared:
             self._prepare(pod)
+        if not self.attached:
+            conflict = self._multi_attach_error(pod)
+            if conflict is not None:
+                # The attach-detach controller's event; the pod waits in ContainerCreating
+                # until the other node's pods are gone (then it retries and proceeds).
+                self.events.emit(
+                    "Warning", "FailedAttachVolume", conflict, component=ATTACH_DETACH_COMPONENT
+                )
+                self.write_status(pod)
+                return RETRY_CONFIG_SECONDS
+            self.attached = True
         now = time.monotonic()
         next_wake = now + self.cfg.resync
         initializing = self._init_step(pod)
@@ -216,6 +266,38 @@ class PodWorker(threading.Thread):
             self._maybe_start(pod, ctr)
             return True
         return False
+
+    def _multi_attach_error(self, pod: dict[str, Any]) -> str | None:
+        """The attach-detach controller's refusal to attach a single-node volume to this node
+        while pods on another node use it (pkg/controller/volume/attachdetach/reconciler/
+        reconciler.go: isMultiAttachForbidden unless the PV allows ReadWriteMany or
+        ReadOnlyMany; reportMultiAttachError's "Volume is already used by pod(s) ..." message,
+        prefixed by GenerateMsg as `Multi-Attach error for volume "<pv>"`).
+
+        None once nothing blocks, and always for a pod whose containers already ran (an
+        attached volume stays attached, e.g. across a kubelet restart)."""
+        if any(c.ever_started for c in [*self.init_containers, *self.containers]):
+            return None
+        for volume in pod["spec"].get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if not claim:
+                continue
+            pvc = self.kube.get(
+                f"/api/v1/namespaces/{self.namespace}/persistentvolumeclaims/{claim}"
+            )
+            pv_name = ((pvc or {}).get("spec") or {}).get("volumeName")
+            pv = self.kube.get(f"/api/v1/persistentvolumes/{pv_name}") if pv_name else None
+            if pv is None:
+                continue  # not bound yet: volume_sources keeps the pod waiting
+            if not multi_attach_forbidden(pv["spec"].get("accessModes") or []):
+                continue
+            users = self.kubelet.pods_using_claim(self.namespace, claim)
+            if not any(u["metadata"]["uid"] == self.uid for u in users):
+                users.append(pod)
+            holders = attach_holders(self.node, users)
+            if holders:
+                return multi_attach_message(str(pv_name), holders)
+        return None
 
     def _inits_failed(self) -> bool:
         return any(

@@ -248,3 +248,38 @@ def test_a_component_whose_flags_or_config_changed_is_restarted(tmp_path: Path) 
         assert third != second and not processes.is_alive(second)
     finally:
         processes.stop(spec, grace=2.0)
+
+
+def test_pool_nodes_carry_topology_and_the_labels_gfd_and_gke_set() -> None:
+    by_name = {m["metadata"]["name"]: m["metadata"]["labels"] for m in nodes.pool_node_manifests()}
+    l4 = [by_name[f"l4-{n}"] for n in (1, 2, 3)]
+    # Round-robin over the pool's zones: a 3-node pool spans both zones.
+    assert [labels[nodes.ZONE_LABEL] for labels in l4] == ["local-1a", "local-1b", "local-1a"]
+    assert all(labels[nodes.REGION_LABEL] == "local-1" for labels in by_name.values())
+    for pool in ("l4", "a100-80g", "h100-80g"):
+        zones = {
+            labels[nodes.ZONE_LABEL]
+            for labels in by_name.values()
+            if labels[nodes.POOL_LABEL] == pool
+        }
+        assert len(zones) >= 2, f"GPU pool {pool} sits in one zone: {zones}"
+    assert l4[0]["cloud.google.com/gke-accelerator"] == "nvidia-l4"
+    assert by_name["a100-80g-1"]["cloud.google.com/gke-accelerator"] == "nvidia-a100-80gb"
+    assert by_name["h100-80g-2"]["cloud.google.com/gke-accelerator"] == "nvidia-h100-80gb"
+    assert by_name["h100-80g-2"]["nvidia.com/gpu.memory"] == "81559"
+    assert by_name["l4-2"]["node.kubernetes.io/instance-type"] == "g2-standard-24"
+    # GKE's node pool label beside the portal's own (still used for selection).
+    assert by_name["l4-2"]["cloud.google.com/gke-nodepool"] == "l4"
+    assert by_name["l4-2"][nodes.POOL_LABEL] == "l4"
+    system = by_name["system-1"]
+    assert "cloud.google.com/gke-accelerator" not in system
+    assert "nvidia.com/gpu.product" not in system
+    assert system[nodes.ZONE_LABEL] == "local-1a"
+
+
+def test_a_pool_without_zones_gets_no_topology_labels() -> None:
+    pool = nodes.NodePool("bench", 1, "a3-highgpu-8g", "8", "8Gi", 110)
+    labels = nodes.node_manifest("bench-1", pool, "10.245.0.0/26", "10.240.3.1")["metadata"][
+        "labels"
+    ]
+    assert nodes.ZONE_LABEL not in labels and nodes.REGION_LABEL not in labels
