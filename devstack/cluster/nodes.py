@@ -48,23 +48,33 @@ class NodePool:
 def load_pools(path: Path = config.NODEPOOLS_FILE) -> list[NodePool]:
     """Pools in file order (the order also fixes each node's pod CIDR index)."""
     raw = yaml.safe_load(path.read_text())["pools"]
-    pools = []
-    for name, spec in raw.items():
-        gpu = spec.get("gpu")
-        pools.append(
-            NodePool(
-                name=name,
-                count=int(spec["count"]),
-                instance_type=str(spec["instance_type"]),
-                cpu=str(spec["cpu"]),
-                memory=str(spec["memory"]),
-                pods=int(spec.get("pods", 110)),
-                gpu=GpuSpec(int(gpu["count"]), str(gpu["product"]), int(gpu["memory_mib"]))
-                if gpu
-                else None,
-            )
-        )
-    return pools
+    return [parse_pool(name, spec, int(spec["count"])) for name, spec in raw.items()]
+
+
+def parse_pool(name: str, spec: dict[str, Any], count: int) -> NodePool:
+    """One pool's machine shape as nodepools.yaml declares it (static and autoscaled alike)."""
+    gpu = spec.get("gpu")
+    return NodePool(
+        name=name,
+        count=count,
+        instance_type=str(spec["instance_type"]),
+        cpu=str(spec["cpu"]),
+        memory=str(spec["memory"]),
+        pods=int(spec.get("pods", 110)),
+        gpu=GpuSpec(int(gpu["count"]), str(gpu["product"]), int(gpu["memory_mib"]))
+        if gpu
+        else None,
+    )
+
+
+def gpu_labels(gpu: GpuSpec) -> dict[str, str]:
+    """The labels NVIDIA GPU feature discovery puts on a node with these GPUs."""
+    return {
+        GPU_PRODUCT_LABEL: gpu.product,
+        GPU_MEMORY_LABEL: str(gpu.memory_mib),
+        GPU_COUNT_LABEL: str(gpu.count),
+        "nvidia.com/gpu.present": "true",
+    }
 
 
 def pod_cidr(index: int, network: str = config.POD_NETWORK, prefix: int = 24) -> str:
@@ -99,12 +109,7 @@ def node_manifest(
     capacity = {"cpu": pool.cpu, "memory": pool.memory, "pods": str(pool.pods)}
     taints: list[dict[str, str]] = []
     if pool.gpu:
-        labels |= {
-            GPU_PRODUCT_LABEL: pool.gpu.product,
-            GPU_MEMORY_LABEL: str(pool.gpu.memory_mib),
-            GPU_COUNT_LABEL: str(pool.gpu.count),
-            "nvidia.com/gpu.present": "true",
-        }
+        labels |= gpu_labels(pool.gpu)
         capacity[GPU_RESOURCE] = str(pool.gpu.count)
         taints.append(dict(GPU_TAINT))
     labels |= extra_labels or {}
