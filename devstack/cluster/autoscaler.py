@@ -167,6 +167,12 @@ def node_pool(pool: AutoscaledPool, empty_seconds: int) -> dict[str, Any]:
     }
     if shape.gpu:
         spec["taints"] = [dict(nodes.GPU_TAINT)]
+        # As a GPU NodePool on a cloud says which accelerator it launches (on EKS e.g.
+        # karpenter.k8s.aws/instance-gpu-name): readable while the pool has no node.
+        spec["requirements"] += [
+            _requirement(nodes.GPU_PRODUCT_LABEL, shape.gpu.product),
+            _requirement(nodes.GPU_COUNT_LABEL, str(shape.gpu.count)),
+        ]
     return {
         "apiVersion": f"{KARPENTER_GROUP}/{KARPENTER_VERSION}",
         "kind": "NodePool",

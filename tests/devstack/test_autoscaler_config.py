@@ -59,6 +59,12 @@ def test_autoscaled_gpu_pool_starts_empty_is_capped_tainted_and_shrinks_when_idl
         "operator": "In",
         "values": [pool.shape.instance_type],
     } in template["spec"]["requirements"]
+    # Which GPU the pool launches is readable while it has no node.
+    assert {
+        "key": nodes.GPU_PRODUCT_LABEL,
+        "operator": "In",
+        "values": ["NVIDIA-L4"],
+    } in template["spec"]["requirements"]
     assert template["spec"]["nodeClassRef"]["name"] == autoscaler.NODE_CLASS_NAME
     assert autoscaler.node_class(boot_seconds=12)["spec"] == {"nodeRegistrationDelay": "12s"}
 
