@@ -1,5 +1,9 @@
 """Karpenter adds a GPU node for a pending pod and removes it once it is empty.
 
+The pod is one the simulated kubelet runs as a process (portal image), so the new node must
+also be usable the way the static ones are: its own pod CIDR and network namespace, and a
+kubelet endpoint the apiserver reaches for logs.
+
 Runs against the local cluster like test_cluster.py. The whole cycle takes the configured boot
 and Ready delays plus the empty-node delay (about a minute with the defaults); start the cluster
 with PORTAL_AUTOSCALED_NODE_BOOT_SECONDS / _READY_SECONDS / _EMPTY_SECONDS set lower to make it
@@ -16,12 +20,16 @@ from typing import Any
 import pytest
 
 from devstack.cluster import GPU_RESOURCE, GPU_TAINT, POOL_LABEL, autoscaler, config, nodes
+from devstack.kubelet.runtime import NETWORK_ANNOTATION
 from tests.fixtures.cluster import K8sClients, wait_for
 
 pytestmark = pytest.mark.cluster
 
 POOL = "l4-autoscaled"
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+# The simulated kubelet (not KWOK) runs portal-image pods as local processes: the pod then needs
+# everything a node must offer it (pod CIDR, network namespace, kubelet endpoint for logs).
+PORTAL_IMAGE = "localhost/inference-portal:dev"
+GREETING = "serving from an autoscaled node"
 # Karpenter batches pending pods for up to 1 s idle (its --batch-idle-duration) before it
 # launches; the API round trips and the scheduler's retry after the node turns Ready add a few.
 MARGIN_SECONDS = 20
@@ -42,10 +50,20 @@ def _gpu_pod(name: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name},
+        # In the node's network namespace, as an engine server would be.
+        "metadata": {"name": name, "annotations": {NETWORK_ANNOTATION: "pod"}},
         "spec": {
             "containers": [
-                {"name": "main", "image": PAUSE_IMAGE, "resources": {"limits": {GPU_RESOURCE: "1"}}}
+                {
+                    "name": "main",
+                    "image": PORTAL_IMAGE,
+                    "command": [
+                        "python",
+                        "-c",
+                        f"import time; print({GREETING!r}, flush=True); time.sleep(300)",
+                    ],
+                    "resources": {"limits": {GPU_RESOURCE: "1"}},
+                }
             ],
             "nodeSelector": {POOL_LABEL: POOL},
             "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
@@ -139,6 +157,12 @@ def test_pending_gpu_pod_gets_a_new_node_which_goes_away_when_idle(
     addresses = {(a.type, a.address) for a in node.status.addresses}
     assert (config.KUBELET_ADDRESS_TYPE, config.KUBELET_HOSTNAME) in addresses
     assert ipaddress.ip_address(pod.status.pod_ip) in ipaddress.ip_network(node.spec.pod_cidr)
+    # The apiserver reaches the simulated kubelet through the node's advertised endpoint.
+    wait_for(
+        lambda: GREETING in k8s.core.read_namespaced_pod_log("gpu", namespace),
+        15,
+        describe="the pod's log through the apiserver",
+    )
 
     # Karpenter said why the pod waited (Nominated: it will run on the node being launched).
     reasons = {
