@@ -28,6 +28,7 @@ from deployments.models import (
 from deployments.rendering import other_colour
 from deployments.rendering.constants import (
     DEPLOYMENT_NAME_MAX,
+    LABEL_GKE_NODEPOOL,
     LABEL_GPU_PRODUCT,
     PREVIEW_SUFFIX,
 )
@@ -46,7 +47,8 @@ DEFAULT_TIERS: list[dict[str, Any]] = [
     {
         "slug": "l4",
         "name": "L4 24 GB",
-        "node_selector": {LABEL_GPU_PRODUCT: "NVIDIA-L4"},
+        # The static L4 pool only: the local cluster's autoscaled L4 pool has the same cards.
+        "node_selector": {LABEL_GPU_PRODUCT: "NVIDIA-L4", LABEL_GKE_NODEPOOL: "l4"},
         "gpu_product": "NVIDIA-L4",
         "gpu_memory_gb": Decimal("24"),
         "gpus_per_replica": 1,

@@ -76,8 +76,9 @@ LABEL_GPU_PRODUCT: Final = "nvidia.com/gpu.product"
 LABEL_INSTANCE_TYPE: Final = "node.kubernetes.io/instance-type"
 # Node labels that name a node's pool, as GKE, EKS managed node groups, Karpenter and AKS set
 # them; the first present names the pool (capacity pages), else the instance type does.
+LABEL_GKE_NODEPOOL: Final = "cloud.google.com/gke-nodepool"
 NODE_POOL_LABELS: Final = (
-    "cloud.google.com/gke-nodepool",
+    LABEL_GKE_NODEPOOL,
     "eks.amazonaws.com/nodegroup",
     "karpenter.sh/nodepool",
     "kubernetes.azure.com/agentpool",

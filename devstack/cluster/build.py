@@ -28,6 +28,15 @@ KWOK_STAGE_FILES = (
     "pod/fast/pod-complete.yaml",
     "pod/fast/pod-delete.yaml",
 )
+# CustomResourceDefinitions Karpenter's kwok provider serves, relative to the karpenter module;
+# applied at every `up` (Karpenter's Helm chart ships the same files in its crds/ folder).
+KARPENTER_CRD_FILES = (
+    "pkg/apis/crds/karpenter.sh_nodepools.yaml",
+    "pkg/apis/crds/karpenter.sh_nodeclaims.yaml",
+    "pkg/apis/crds/karpenter.sh_nodeoverlays.yaml",
+    "pkg/apis/crds/autoscaling.x-k8s.io_capacitybuffers.yaml",
+    "kwok/apis/crds/karpenter.kwok.sh_kwoknodeclasses.yaml",
+)
 
 
 @dataclass(frozen=True)
@@ -113,12 +122,29 @@ PROMETHEUS = GoTarget(
         "-X github.com/prometheus/common/version.Branch=release",
     ),
 )
-TARGETS = (ETCD, KWOK, KUBERNETES, PROMETHEUS)
+KARPENTER = GoTarget(
+    component="karpenter",
+    version=config.KARPENTER_VERSION,
+    module_dir="karpenter",
+    packages=("sigs.k8s.io/karpenter/kwok",),
+    binaries=("karpenter-kwok",),
+    ldflags=(f"-X sigs.k8s.io/karpenter/pkg/operator.Version={config.KARPENTER_VERSION}",),
+)
+TARGETS = (ETCD, KWOK, KUBERNETES, PROMETHEUS, KARPENTER)
 
 
 def kwok_stages_dir() -> Path:
     """Stage YAMLs copied from the pinned kwok module (generated, not committed)."""
     return KWOK.out_dir / "stages"
+
+
+def karpenter_crds_dir() -> Path:
+    """CRD YAMLs copied from the pinned karpenter module (generated, not committed)."""
+    return KARPENTER.out_dir / "crds"
+
+
+def karpenter_crd_files() -> list[Path]:
+    return [karpenter_crds_dir() / Path(rel).name for rel in KARPENTER_CRD_FILES]
 
 
 def binary_path(name: str) -> Path:
@@ -129,11 +155,15 @@ def binary_path(name: str) -> Path:
 
 
 def is_built() -> bool:
-    return all(t.is_built() for t in TARGETS) and _stages_present()
+    return all(t.is_built() for t in TARGETS) and _stages_present() and _crds_present()
 
 
 def _stages_present() -> bool:
     return all((kwok_stages_dir() / Path(rel).name).is_file() for rel in KWOK_STAGE_FILES)
+
+
+def _crds_present() -> bool:
+    return all(path.is_file() for path in karpenter_crd_files())
 
 
 def _go_env() -> dict[str, str]:
@@ -201,11 +231,11 @@ def build_target(target: GoTarget) -> float:
     return elapsed
 
 
-def extract_kwok_stages() -> None:
-    """Copy the stage YAMLs shipped in the pinned kwok module next to the kwok binary."""
+def _module_source(target: GoTarget, module: str) -> Path:
+    """Where the Go module cache holds the pinned source of `module` (a dependency of target)."""
     result = subprocess.run(
-        [_go(), "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"],
-        cwd=config.GOBUILD_DIR / KWOK.module_dir,
+        [_go(), "list", "-m", "-f", "{{.Dir}}", module],
+        cwd=config.GOBUILD_DIR / target.module_dir,
         env=_go_env(),
         capture_output=True,
         text=True,
@@ -213,11 +243,26 @@ def extract_kwok_stages() -> None:
     )
     module_dir = Path(result.stdout.strip())
     if result.returncode != 0 or not module_dir.is_dir():
-        raise RuntimeError(f"cannot locate the kwok module source: {result.stderr.strip()}")
+        raise RuntimeError(f"cannot locate the {module} module source: {result.stderr.strip()}")
+    return module_dir
+
+
+def extract_kwok_stages() -> None:
+    """Copy the stage YAMLs shipped in the pinned kwok module next to the kwok binary."""
+    module_dir = _module_source(KWOK, "sigs.k8s.io/kwok")
     target = kwok_stages_dir()
     target.mkdir(parents=True, exist_ok=True)
     for rel in KWOK_STAGE_FILES:
         shutil.copyfile(module_dir / "kustomize" / "stage" / rel, target / Path(rel).name)
+
+
+def extract_karpenter_crds() -> None:
+    """Copy the CRDs shipped in the pinned karpenter module next to its binary."""
+    module_dir = _module_source(KARPENTER, "sigs.k8s.io/karpenter")
+    target = karpenter_crds_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    for rel in KARPENTER_CRD_FILES:
+        shutil.copyfile(module_dir / rel, target / Path(rel).name)
 
 
 def ensure_built() -> dict[str, float]:
@@ -238,6 +283,8 @@ def _build_missing() -> dict[str, float]:
         timings[target.component] = build_target(target)
     if not _stages_present():
         extract_kwok_stages()
+    if not _crds_present():
+        extract_karpenter_crds()
     if missing:
         _log(f"all binaries built in {time.monotonic() - total_started:.0f}s")
     return timings

@@ -12,6 +12,21 @@ from pathlib import Path
 
 from devstack.ports import env_port
 
+
+def env_seconds(variable: str, default: int) -> int:
+    """Whole seconds (>= 0) from the environment; fails loudly on a bad value."""
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = int(raw)
+    except ValueError:
+        raise SystemExit(f"{variable}={raw!r} is not a whole number of seconds") from None
+    if seconds < 0:
+        raise SystemExit(f"{variable}={seconds} is negative")
+    return seconds
+
+
 # One pinned Kubernetes release (kwok v0.8.0 supports 1.34-1.36; 1.35.8 is the newest 1.35 patch
 # on the module proxy), the etcd that kubeadm pairs with it, and kwok itself.
 KUBERNETES_VERSION = "v1.35.8"
@@ -21,6 +36,10 @@ KWOK_VERSION = "v0.8.0"
 # version v0.316.0 is release 3.16.0.
 PROMETHEUS_MODULE_VERSION = "v0.316.0"
 PROMETHEUS_VERSION = "v3.16.0"
+# Karpenter with its kwok cloud provider (sigs.k8s.io/karpenter/kwok) is the node autoscaler.
+# v1.14.1 is the newest release whose go.mod accepts the installed Go 1.26.8 (v1.14.3 and v1.15.0
+# want Go >= 1.26.9) and its Kubernetes libraries are 0.35, the cluster's minor version.
+KARPENTER_VERSION = "v1.14.1"
 
 HOST = "127.0.0.1"
 # Each overridable only for isolated runs (tests of a second checkout); defaults as in PORTS.md.
@@ -38,8 +57,22 @@ KUBELET_PORT = env_port("PORTAL_KUBELET_PORT", 50250)
 # the one local process, so each node reports this loopback name as its InternalDNS address.
 KUBELET_ADDRESS_TYPE = "InternalDNS"
 KUBELET_HOSTNAME = "localhost"
+# Karpenter binds both on all interfaces (it takes a port, not an address: operator.go).
+KARPENTER_METRICS_PORT = env_port("PORTAL_KARPENTER_METRICS_PORT", 50280)
+KARPENTER_HEALTH_PORT = env_port("PORTAL_KARPENTER_HEALTH_PORT", 50281)
 PORTAL_WEB_PORT = 8000
 GATEWAY_PORT = 8080
+
+# How long an autoscaled node takes to come up, split as on a real cloud. Boot: the instance
+# starts and its kubelet registers the Node (Karpenter's NodeClaim is Launched, not yet
+# Registered). Ready: the registered node reports Ready=False (KubeletNotReady, CNI not
+# initialised) until its runtime and network are up. GKE/EKS take 60-120 s for both, more for
+# GPU drivers; locally the default total is 25 s. Overridable for quick tests.
+AUTOSCALED_NODE_BOOT_SECONDS = env_seconds("PORTAL_AUTOSCALED_NODE_BOOT_SECONDS", 15)
+AUTOSCALED_NODE_READY_SECONDS = env_seconds("PORTAL_AUTOSCALED_NODE_READY_SECONDS", 10)
+# How long an autoscaled node must stay empty before Karpenter removes it (NodePool
+# disruption.consolidateAfter; Karpenter's own default is 0 s, GKE's scale-down ~10 min).
+AUTOSCALED_NODE_EMPTY_SECONDS = env_seconds("PORTAL_AUTOSCALED_NODE_EMPTY_SECONDS", 30)
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_NETWORK = "10.244.0.0/16"
@@ -95,6 +128,10 @@ class Layout:
         return self.root / "kwok"
 
     @property
+    def karpenter(self) -> Path:
+        return self.root / "karpenter"
+
+    @property
     def prometheus(self) -> Path:
         return self.root / "prometheus"
 
@@ -113,7 +150,15 @@ class Layout:
         return self.run / f"{component}.pid"
 
     def ensure(self) -> None:
-        for path in (self.root, self.pki, self.logs, self.run, self.kwok, self.prometheus):
+        for path in (
+            self.root,
+            self.pki,
+            self.logs,
+            self.run,
+            self.kwok,
+            self.karpenter,
+            self.prometheus,
+        ):
             path.mkdir(parents=True, exist_ok=True)
 
 

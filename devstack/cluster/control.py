@@ -13,7 +13,7 @@ from pathlib import Path
 
 from devstack.ports import PortOwner
 
-from . import build, config, nodes, pki, prometheus, stages
+from . import autoscaler, build, config, nodes, pki, prometheus, stages
 from .processes import (
     HealthProbe,
     ProcessSpec,
@@ -39,6 +39,7 @@ COMPONENT_ORDER = (
     "kube-controller-manager",
     "kube-scheduler",
     "kwok",
+    "karpenter",
     "prometheus",
     "kubelet",
 )
@@ -51,6 +52,7 @@ PORTS = {
     "kube-controller-manager": (config.CONTROLLER_MANAGER_PORT,),
     "kube-scheduler": (config.SCHEDULER_PORT,),
     "kwok": (config.KWOK_PORT,),
+    "karpenter": (config.KARPENTER_METRICS_PORT, config.KARPENTER_HEALTH_PORT),
     "prometheus": (config.PROMETHEUS_PORT,),
     "kubelet": (config.KUBELET_PORT,),
 }
@@ -211,8 +213,12 @@ def component_specs(layout: config.Layout) -> dict[str, ProcessSpec]:
                 "--use-service-account-credentials=true",
                 "--controllers=*",
                 "--leader-elect=false",
-                # Nodes come with spec.podCIDR from nodepools.yaml; nothing to allocate.
-                "--allocate-node-cidrs=false",
+                # Static nodes come with spec.podCIDR from nodepools.yaml, which the node IPAM
+                # controller marks as taken; it gives the nodes Karpenter adds a free /24 of the
+                # pod network, as on kubeadm clusters (the simulated kubelet needs one).
+                "--allocate-node-cidrs=true",
+                f"--cluster-cidr={config.POD_NETWORK}",
+                "--node-cidr-mask-size=24",
                 f"--service-cluster-ip-range={config.SERVICE_CLUSTER_IP_RANGE}",
                 # Client-side rate limits high enough for thousands of pods (defaults: 20/30).
                 "--kube-api-qps=300",
@@ -257,6 +263,22 @@ def component_specs(layout: config.Layout) -> dict[str, ProcessSpec]:
             [HealthProbe(f"http://{host}:{config.KWOK_PORT}/healthz")],
             config_files=[layout.kwok / "stages.yaml"],
         ),
+        spec(
+            "karpenter",
+            [
+                _bin("karpenter-kwok"),
+                f"--instance-types-file-path={_instance_types_file(layout)}",
+                f"--metrics-port={config.KARPENTER_METRICS_PORT}",
+                f"--health-probe-port={config.KARPENTER_HEALTH_PORT}",
+                "--disable-leader-election",
+                "--log-level=info",
+            ],
+            # /readyz includes Karpenter's check that its NodePool and NodeClaim CRDs are served.
+            [HealthProbe(f"http://{host}:{config.KARPENTER_HEALTH_PORT}/readyz")],
+            # controller-runtime reads the kubeconfig from the environment only.
+            env={**os.environ, "KUBECONFIG": str(layout.kubeconfig)},
+            config_files=[_instance_types_file(layout)],
+        ),
     ]
     specs.append(
         spec(
@@ -292,11 +314,17 @@ def component_specs(layout: config.Layout) -> dict[str, ProcessSpec]:
     return {s.name: s for s in specs}
 
 
+def _instance_types_file(layout: config.Layout) -> Path:
+    return layout.karpenter / "instance-types.json"
+
+
 def _prepare(layout: config.Layout) -> None:
     layout.ensure()
     pki.ensure_pki(layout)
     pki.write_kubeconfigs(layout)
     stages.write_kwok_config(layout.kwok / "stages.yaml")
+    pools = autoscaler.load_autoscaled_pools()
+    autoscaler.write_instance_types(_instance_types_file(layout), pools)
     prometheus.write_config(layout)
 
 
@@ -304,12 +332,28 @@ def _log(message: str) -> None:
     print(f"[devstack.cluster] {message}", file=sys.stderr, flush=True)
 
 
-def _core_api(layout: config.Layout):
-    from kubernetes import client
+def _api_client(layout: config.Layout):
     from kubernetes import config as kube_config
 
-    api_client = kube_config.new_client_from_config(config_file=str(layout.kubeconfig))
-    return client.CoreV1Api(api_client)
+    return kube_config.new_client_from_config(config_file=str(layout.kubeconfig))
+
+
+def _core_api(layout: config.Layout):
+    from kubernetes import client
+
+    return client.CoreV1Api(_api_client(layout))
+
+
+def _declare_autoscaling(layout: config.Layout) -> None:
+    """Karpenter's CRDs, node class and NodePools: before Karpenter starts, on every `up`."""
+    api_client = _api_client(layout)
+    autoscaler.apply_crds(api_client, build.karpenter_crd_files())
+    autoscaler.apply_pools(
+        api_client,
+        autoscaler.load_autoscaled_pools(),
+        boot_seconds=config.AUTOSCALED_NODE_BOOT_SECONDS,
+        empty_seconds=config.AUTOSCALED_NODE_EMPTY_SECONDS,
+    )
 
 
 def _wait_nodes_ready(layout: config.Layout, names: set[str], timeout: float = 60.0) -> None:
@@ -369,6 +413,7 @@ def _up_locked(layout: config.Layout, *, verbose: bool) -> None:
             updated = nodes.ensure_kubelet_endpoints(_core_api(layout))
             if verbose and updated:
                 _log(f"{updated} nodes now advertise the simulated kubelet's endpoint")
+            _declare_autoscaling(layout)
     pool_nodes = {m["metadata"]["name"] for m in nodes.pool_node_manifests()}
     _wait_nodes_ready(layout, pool_nodes)
 

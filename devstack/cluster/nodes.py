@@ -68,30 +68,46 @@ def load_pools(path: Path = config.NODEPOOLS_FILE) -> list[NodePool]:
     """Pools in file order (the order also fixes each node's pod CIDR index)."""
     doc = yaml.safe_load(path.read_text())
     region = str(doc.get("region") or "")
-    pools = []
-    for name, spec in doc["pools"].items():
-        gpu = spec.get("gpu")
-        pools.append(
-            NodePool(
-                name=name,
-                count=int(spec["count"]),
-                instance_type=str(spec["instance_type"]),
-                cpu=str(spec["cpu"]),
-                memory=str(spec["memory"]),
-                pods=int(spec.get("pods", 110)),
-                gpu=GpuSpec(
-                    int(gpu["count"]),
-                    str(gpu["product"]),
-                    int(gpu["memory_mib"]),
-                    str(gpu.get("gke_accelerator") or ""),
-                )
-                if gpu
-                else None,
-                region=region,
-                zones=tuple(str(zone) for zone in spec.get("zones") or ()),
-            )
+    return [
+        parse_pool(name, spec, int(spec["count"]), region) for name, spec in doc["pools"].items()
+    ]
+
+
+def parse_pool(name: str, spec: dict[str, Any], count: int, region: str = "") -> NodePool:
+    """One pool's machine shape as nodepools.yaml declares it (static and autoscaled alike)."""
+    gpu = spec.get("gpu")
+    return NodePool(
+        name=name,
+        count=count,
+        instance_type=str(spec["instance_type"]),
+        cpu=str(spec["cpu"]),
+        memory=str(spec["memory"]),
+        pods=int(spec.get("pods", 110)),
+        gpu=GpuSpec(
+            int(gpu["count"]),
+            str(gpu["product"]),
+            int(gpu["memory_mib"]),
+            str(gpu.get("gke_accelerator") or ""),
         )
-    return pools
+        if gpu
+        else None,
+        region=region,
+        zones=tuple(str(zone) for zone in spec.get("zones") or ()),
+    )
+
+
+def gpu_labels(gpu: GpuSpec) -> dict[str, str]:
+    """The labels NVIDIA GPU feature discovery (and GKE, for the accelerator) put on a node
+    with these GPUs."""
+    labels = {
+        GPU_PRODUCT_LABEL: gpu.product,
+        GPU_MEMORY_LABEL: str(gpu.memory_mib),
+        GPU_COUNT_LABEL: str(gpu.count),
+        "nvidia.com/gpu.present": "true",
+    }
+    if gpu.gke_accelerator:
+        labels[GKE_ACCELERATOR_LABEL] = gpu.gke_accelerator
+    return labels
 
 
 def pod_cidr(index: int, network: str = config.POD_NETWORK, prefix: int = 24) -> str:
@@ -137,14 +153,7 @@ def node_manifest(
     capacity = {"cpu": pool.cpu, "memory": pool.memory, "pods": str(pool.pods)}
     taints: list[dict[str, str]] = []
     if pool.gpu:
-        labels |= {
-            GPU_PRODUCT_LABEL: pool.gpu.product,
-            GPU_MEMORY_LABEL: str(pool.gpu.memory_mib),
-            GPU_COUNT_LABEL: str(pool.gpu.count),
-            "nvidia.com/gpu.present": "true",
-        }
-        if pool.gpu.gke_accelerator:
-            labels[GKE_ACCELERATOR_LABEL] = pool.gpu.gke_accelerator
+        labels |= gpu_labels(pool.gpu)
         capacity[GPU_RESOURCE] = str(pool.gpu.count)
         taints.append(dict(GPU_TAINT))
     labels |= extra_labels or {}

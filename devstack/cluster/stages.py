@@ -12,6 +12,18 @@ The rule: a pod belongs to the simulated kubelet when
   * it carries the annotation SIM_KUBELET_ANNOTATION = SIM_KUBELET_ANNOTATION_VALUE (opt-in for
     other images, e.g. a test that wants a real process).
 
+Autoscaled nodes: kwok's node-initialize stage makes a node Ready the moment it appears. Nodes
+that Karpenter creates (label karpenter.sh/nodepool) skip it and go through two stages of our own
+instead, as a cloud VM's kubelet does: on registration the node reports Ready=False with the
+kubelet's KubeletNotReady reason while the network plugin starts (kubernetes
+pkg/kubelet/nodestatus/setters.go ReadyCondition, message from the runtime's NetworkReady
+status) and nvidia.com/gpu at 0 until the NVIDIA device plugin registers its GPUs (the device
+plugin manager reports 0 for a registered-but-unhealthy resource); then, after
+config.AUTOSCALED_NODE_READY_SECONDS, Ready=True with the GPUs. The node lifecycle controller
+taints a NotReady node node.kubernetes.io/not-ready:NoSchedule meanwhile, so nothing is
+scheduled there early, and Karpenter counts the node as initialized only once it is Ready with
+its GPUs (pkg/controllers/nodeclaim/lifecycle/initialization.go).
+
 Deletion: KWOK's pod-delete stage skips those pods too, so the simulated kubelet can terminate
 the process gracefully and then delete the pod (grace period 0), as a real kubelet does. As a
 safety net (simulated kubelet not running) the extra stage `sim-kubelet-pod-delete-fallback`
@@ -20,13 +32,14 @@ deletes such a pod once its deletionTimestamp (request time + grace period) has 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import build
+from . import build, config, nodes
 
 SIM_KUBELET_IMAGE_MARKERS: tuple[str, ...] = (
     "text-generation-inference",
@@ -50,6 +63,90 @@ SIM_KUBELET_POD_JQ = (
 STAGES_EXCLUDING_SIM_KUBELET_PODS: tuple[str, ...] = ("pod-ready", "pod-complete", "pod-delete")
 
 _EXCLUDE_EXPRESSION = {"key": SIM_KUBELET_POD_JQ, "operator": "NotIn", "values": ["true"]}
+
+# Set by Karpenter on every node it creates (sigs.k8s.io/karpenter pkg/apis/v1 NodePoolLabelKey).
+AUTOSCALED_NODE_JQ = '.metadata.labels["karpenter.sh/nodepool"]'
+_READY_JQ = '.status.conditions.[] | select( .type == "Ready" ) | .status'
+# The node stage that would make an autoscaled node Ready at once.
+NODE_INITIALIZE_STAGE = "node-initialize"
+# Capacity as the machine reports it: cpu and memory from the kwok provider's instance labels
+# (Karpenter's own Node has the pods' requests as capacity), GPUs from GFD's count label.
+_CAPACITY_TEMPLATE = """
+capacity:
+  cpu: {{ index .metadata.labels "karpenter.kwok.sh/instance-cpu" | Quote }}
+  memory: {{ index .metadata.labels "karpenter.kwok.sh/instance-memory" | Quote }}
+  pods: {{ index .status.allocatable "pods" | Quote }}
+"""
+# Addresses and kubelet port as nodes.node_manifest gives the static nodes: the apiserver must
+# reach the simulated kubelet for pods/log on these nodes too.
+_ADDRESSES_TEMPLATE = f"""
+addresses:
+{{{{ with NodeIP }}}}
+- address: {{{{ . | Quote }}}}
+  type: InternalIP
+{{{{ end }}}}
+- address: {{{{ NodeName | Quote }}}}
+  type: Hostname
+- address: {config.KUBELET_HOSTNAME}
+  type: {config.KUBELET_ADDRESS_TYPE}
+daemonEndpoints:
+  kubeletEndpoint:
+    Port: {config.KUBELET_PORT}
+nodeInfo:
+  architecture: amd64
+  containerRuntimeVersion: {{{{ printf "kwok-%s" Version }}}}
+  kernelVersion: {{{{ printf "kwok-%s" Version }}}}
+  kubeProxyVersion: {{{{ printf "kwok-%s" Version }}}}
+  kubeletVersion: {{{{ printf "kwok-%s" Version }}}}
+  operatingSystem: linux
+"""
+# What a kubelet reports until the CNI plugin is up (setters.go ReadyCondition, runtime status).
+_NOT_READY_MESSAGE = (
+    "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+    "message:Network plugin returns error: cni plugin not initialized"
+)
+_GPU_COUNT = f'index .metadata.labels "{nodes.GPU_COUNT_LABEL}"'
+_REGISTER_TEMPLATE = (
+    """{{ $now := Now }}
+conditions:
+- lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+  type: Ready
+  status: "False"
+  reason: KubeletNotReady
+  message: {{ NOT_READY_MESSAGE | Quote }}
+phase: Pending
+""".replace("{{ NOT_READY_MESSAGE | Quote }}", json.dumps(_NOT_READY_MESSAGE))
+    + _ADDRESSES_TEMPLATE
+    + _CAPACITY_TEMPLATE
+    + f"""{{{{ with {_GPU_COUNT} }}}}
+  {nodes.GPU_RESOURCE}: "0"
+allocatable:
+  {nodes.GPU_RESOURCE}: "0"
+{{{{ end }}}}
+"""
+)
+_READY_TEMPLATE = (
+    """{{ $now := Now }}
+conditions:
+{{ range NodeConditions }}
+- lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+  message: {{ .message | Quote }}
+  reason: {{ .reason | Quote }}
+  status: {{ .status | Quote }}
+  type: {{ .type | Quote }}
+{{ end }}
+phase: Running
+"""
+    + _CAPACITY_TEMPLATE
+    + f"""{{{{ with {_GPU_COUNT} }}}}
+  {nodes.GPU_RESOURCE}: {{{{ . | Quote }}}}
+allocatable:
+  {nodes.GPU_RESOURCE}: {{{{ . | Quote }}}}
+{{{{ end }}}}
+"""
+)
 
 
 def is_sim_kubelet_pod(pod: Mapping[str, Any] | Any) -> bool:
@@ -91,7 +188,48 @@ def _fallback_delete_stage() -> dict[str, Any]:
     }
 
 
-def render_stages(stages_dir: Path | None = None) -> list[dict[str, Any]]:
+def _node_stage(
+    name: str, expressions: list[dict[str, Any]], template: str, delay_seconds: int = 0
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "resourceRef": {"apiGroup": "v1", "kind": "Node"},
+        "selector": {
+            "matchExpressions": [{"key": AUTOSCALED_NODE_JQ, "operator": "Exists"}, *expressions]
+        },
+        "next": {"statusTemplate": template},
+    }
+    if delay_seconds:
+        spec["delay"] = {"durationMilliseconds": delay_seconds * 1000}
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def autoscaled_node_stages(ready_seconds: int) -> list[dict[str, Any]]:
+    """Registration (NotReady, no GPUs yet), then Ready with GPUs after `ready_seconds`."""
+    return [
+        _node_stage(
+            "autoscaled-node-register",
+            [{"key": _READY_JQ, "operator": "DoesNotExist"}],
+            _REGISTER_TEMPLATE,
+        ),
+        _node_stage(
+            "autoscaled-node-ready",
+            # Unknown too: the node lifecycle controller sets it when a long delay outlasts
+            # its grace period for the first status update.
+            [{"key": _READY_JQ, "operator": "In", "values": ["False", "Unknown"]}],
+            _READY_TEMPLATE,
+            ready_seconds,
+        ),
+    ]
+
+
+def render_stages(
+    stages_dir: Path | None = None, ready_seconds: int = config.AUTOSCALED_NODE_READY_SECONDS
+) -> list[dict[str, Any]]:
     """Upstream stages from the pinned kwok module, with the simulated-kubelet exclusion added."""
     source = stages_dir or build.kwok_stages_dir()
     documents: list[dict[str, Any]] = []
@@ -102,8 +240,14 @@ def render_stages(stages_dir: Path | None = None) -> list[dict[str, Any]]:
             if doc["metadata"]["name"] in STAGES_EXCLUDING_SIM_KUBELET_PODS:
                 selector = doc["spec"].setdefault("selector", {})
                 selector.setdefault("matchExpressions", []).append(dict(_EXCLUDE_EXPRESSION))
+            if doc["metadata"]["name"] == NODE_INITIALIZE_STAGE:
+                selector = doc["spec"].setdefault("selector", {})
+                selector.setdefault("matchExpressions", []).append(
+                    {"key": AUTOSCALED_NODE_JQ, "operator": "DoesNotExist"}
+                )
             documents.append(doc)
     documents.append(_fallback_delete_stage())
+    documents.extend(autoscaled_node_stages(ready_seconds))
     return documents
 
 

@@ -99,7 +99,9 @@ class Kubelet:
         if node is None:
             return False
         annotations = node["metadata"].get("annotations") or {}
-        return KWOK_NODE_ANNOTATION in annotations and bool(node["spec"].get("podCIDR"))
+        cidr = node["spec"].get("podCIDR")
+        # Only a /24 of the pod network can get a node network namespace and host route.
+        return KWOK_NODE_ANNOTATION in annotations and bool(cidr) and network.in_pod_network(cidr)
 
     def node_info(self, name: str) -> NodeInfo:
         node = self.nodes.get(f"/{name}")

@@ -68,6 +68,13 @@ def host_veth(index: int) -> str:
     return f"{PREFIX}h{index}"  # IFNAMSIZ is 16: keep it short, the index makes it unique
 
 
+def in_pod_network(pod_cidr: str) -> bool:
+    try:
+        return ipaddress.ip_network(pod_cidr).subnet_of(POD_NETWORK)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return False
+
+
 def index_for_cidr(pod_cidr: str) -> int:
     """Index of a node's /24 inside the pod network (10.244.3.0/24 -> 3)."""
     net = ipaddress.ip_network(pod_cidr)

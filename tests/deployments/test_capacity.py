@@ -30,9 +30,9 @@ def gke(pool: str, labels: dict[str, str]) -> dict[str, str]:
 
 CLUSTER = ClusterCapacity(
     [
-        NodeGpus("l4-a", gke("l4-spot", L4), allocatable=1, requested=1),
-        NodeGpus("l4-b", gke("l4-spot", L4), allocatable=1, requested=0),
-        NodeGpus("l4-c", gke("l4-ondemand", L4), allocatable=1, requested=0),
+        NodeGpus("l4-a", gke("l4", L4), allocatable=1, requested=1),
+        NodeGpus("l4-b", gke("l4", L4), allocatable=1, requested=0),
+        NodeGpus("l4-c", gke("l4-spot", L4), allocatable=1, requested=0),
         NodeGpus("a100-a", {**A100, "karpenter.sh/nodepool": "a100"}, allocatable=8, requested=3),
         NodeGpus("a100-b", A100 | {"node.kubernetes.io/instance-type": "a2-ultragpu-8g"}, 0, 0),
     ]
@@ -44,8 +44,8 @@ def test_a_tier_counts_every_node_its_selector_matches_across_pools() -> None:
     assert l4 is not None
     assert (l4.nodes, l4.allocatable, l4.free) == (3, 3, 2)
     assert l4.replicas_that_fit(1) == 2 and l4.gpu_product == "NVIDIA-L4"
-    spot = CLUSTER.matching({"cloud.google.com/gke-nodepool": "l4-spot"})
-    assert spot is not None and spot.free_per_node == {"l4-a": 0, "l4-b": 1}
+    pool = CLUSTER.matching({"cloud.google.com/gke-nodepool": "l4"})
+    assert pool is not None and pool.free_per_node == {"l4-a": 0, "l4-b": 1}
 
 
 def test_a_selector_no_gpu_node_matches_finds_nothing() -> None:
@@ -61,7 +61,7 @@ def test_replicas_fit_per_node_not_per_pool() -> None:
 
 
 def test_pools_are_named_as_the_cloud_or_autoscaler_names_them() -> None:
-    assert set(CLUSTER.pools()) == {"l4-spot", "l4-ondemand", "a100", "a2-ultragpu-8g"}
+    assert set(CLUSTER.pools()) == {"l4", "l4-spot", "a100", "a2-ultragpu-8g"}
     assert pool_name({"eks.amazonaws.com/nodegroup": "gpu-ng"}) == "gpu-ng"
     assert pool_name({"kubernetes.azure.com/agentpool": "gpupool"}) == "gpupool"
     assert pool_name({}) == "unpooled"
@@ -88,7 +88,10 @@ def test_node_selectors_are_checked_as_the_api_server_would(selector: Any, probl
 
 def test_a_tier_renders_exactly_its_selector(world: World) -> None:
     tier = Tier.objects.get(slug="l4")
-    assert tier_spec(tier, "image:1").node_selector == {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    assert tier_spec(tier, "image:1").node_selector == {
+        "nvidia.com/gpu.product": "NVIDIA-L4",
+        "cloud.google.com/gke-nodepool": "l4",
+    }
 
 
 def test_admission_refuses_a_tier_no_node_matches_naming_its_selector(
@@ -102,7 +105,7 @@ def test_admission_refuses_a_tier_no_node_matches_naming_its_selector(
     assert refused.value.field == "tier"
     assert refused.value.message == (
         "no GPU node in the cluster matches the tier's node selector "
-        "nvidia.com/gpu.product=NVIDIA-L4"
+        "cloud.google.com/gke-nodepool=l4,nvidia.com/gpu.product=NVIDIA-L4"
     )
 
 
@@ -113,11 +116,11 @@ def test_admission_refuses_more_replicas_than_the_matching_nodes_hold(
     set_quota(world, max_gpus=8, max_replicas_per_deployment=4)
     monkeypatch.setattr(admission, "pool_capacity", lambda: CLUSTER)
     with pytest.raises(admission.AdmissionRefused) as refused:
-        admission.admit(world.tenant_a, request_for(world, replicas=3), None, name="chat")
+        admission.admit(world.tenant_a, request_for(world, replicas=2), None, name="chat")
     assert refused.value.field == "replicas"
     assert refused.value.message == (
-        "the tier's 3 nodes (nvidia.com/gpu.product=NVIDIA-L4) have 2 free GPUs (room for 2 "
-        "replicas of 1 GPUs) but the new side needs 3 replicas"
+        "the tier's 2 nodes (cloud.google.com/gke-nodepool=l4,nvidia.com/gpu.product=NVIDIA-L4) "
+        "have 1 free GPUs (room for 1 replicas of 1 GPUs) but the new side needs 2 replicas"
     )
 
 
@@ -154,10 +157,12 @@ def test_the_tier_admin_refuses_a_selector_that_selects_nothing_sensible(
     world: World, no_cluster: None, selector: str, error: str
 ) -> None:
     tier = Tier.objects.get(slug="l4")
+    assert tier.node_selector
     client: Client = world.client_for("admin")
     url = reverse("admin:deployments_tier_change", args=[tier.pk])
     response = client.post(url, _tier_form(tier, selector))
     assert response.status_code == 200
     assert error in response.content.decode()
+    before = tier.node_selector
     tier.refresh_from_db()
-    assert tier.node_selector == {"nvidia.com/gpu.product": "NVIDIA-L4"}  # nothing saved
+    assert tier.node_selector == before  # nothing saved

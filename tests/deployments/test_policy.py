@@ -13,7 +13,7 @@ from deployments.choices import RolloutState
 from deployments.forms import DeploymentForm, RevisionForm
 from deployments.models import Deployment, Rollout
 from deployments.policy import Action
-from deployments.rendering.constants import LABEL_GPU_PRODUCT
+from deployments.rendering.constants import LABEL_GKE_NODEPOOL, LABEL_GPU_PRODUCT
 from portal.errors import Conflict
 from tenants.audit import Actor
 from tenants.roles import OPERATION_ROLES
@@ -22,6 +22,7 @@ from tests.deployments.test_ui import revision_data, serving, wizard_data
 from tests.fixtures.personas import World
 
 S = RolloutState
+L4_NODE = {LABEL_GPU_PRODUCT: "NVIDIA-L4", LABEL_GKE_NODEPOOL: "l4"}
 P, A, R = Action.PROMOTE, Action.ABORT, Action.ROLLBACK
 
 # The state's actions on a rollout that replaces a previous side.
@@ -96,9 +97,9 @@ def pools(monkeypatch: pytest.MonkeyPatch) -> ClusterCapacity:
     """Three L4 nodes, one of them busy: room for two replicas of one GPU."""
     found = ClusterCapacity(
         [
-            NodeGpus("a", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=0),
-            NodeGpus("b", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=0),
-            NodeGpus("c", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=1),
+            NodeGpus("a", L4_NODE, allocatable=1, requested=0),
+            NodeGpus("b", L4_NODE, allocatable=1, requested=0),
+            NodeGpus("c", L4_NODE, allocatable=1, requested=1),
         ]
     )
     monkeypatch.setattr(admission, "pool_capacity", lambda: found)

@@ -13,10 +13,11 @@ from deployments import admission, deletion, tasks, views
 from deployments.capacity import ClusterCapacity, NodeGpus
 from deployments.choices import RolloutState
 from deployments.models import Deployment, DeploymentRevision
-from deployments.rendering.constants import LABEL_GPU_PRODUCT
+from deployments.rendering.constants import LABEL_GKE_NODEPOOL, LABEL_GPU_PRODUCT
 from tests.deployments.test_api import a_rollout, acknowledge
 from tests.fixtures.personas import World
 
+L4_NODE = {LABEL_GPU_PRODUCT: "NVIDIA-L4", LABEL_GKE_NODEPOOL: "l4"}
 HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
 
 
@@ -431,9 +432,9 @@ def test_new_revision_deploys_through_the_apis_service(
     acknowledge(world)
     pools = ClusterCapacity(
         [
-            NodeGpus("a", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=0),
-            NodeGpus("b", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=0),
-            NodeGpus("c", {LABEL_GPU_PRODUCT: "NVIDIA-L4"}, allocatable=1, requested=1),
+            NodeGpus("a", L4_NODE, allocatable=1, requested=0),
+            NodeGpus("b", L4_NODE, allocatable=1, requested=0),
+            NodeGpus("c", L4_NODE, allocatable=1, requested=1),
         ]
     )
     monkeypatch.setattr(admission, "pool_capacity", lambda: pools)

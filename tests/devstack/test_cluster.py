@@ -30,6 +30,8 @@ from tests.fixtures.cluster import K8sClients, wait_for
 pytestmark = pytest.mark.cluster
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+# Outside config.POD_NETWORK (10.244.0.0/16): never routed, never served by the kubelet.
+PROBE_POD_CIDR = "10.255.0.0/24"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -306,11 +308,12 @@ def test_job_pods_complete(k8s: K8sClients, namespace: str) -> None:
 
 @pytest.fixture
 def probe_node(k8s: K8sClients) -> Iterator[str]:
-    """A KWOK node without spec.podCIDR, for pods that only KWOK may touch.
+    """A KWOK node whose podCIDR lies outside the pod network, for pods only KWOK may touch.
 
-    The simulated kubelet serves only KWOK nodes with a podCIDR (it needs the /24 for its
-    network namespace), so the KWOK stage rule can be observed here while the kubelet runs.
-    KWOK gives its pods addresses from its --cidr instead.
+    The simulated kubelet serves only KWOK nodes with a /24 of the pod network (it needs one
+    for the node's network namespace), so the KWOK stage rule can be observed here while the
+    kubelet runs. Set at creation, the CIDR is also one the controller-manager's node IPAM
+    cannot replace (it only fills an empty spec.podCIDR).
     """
     name = f"kwok-rule-probe-{uuid.uuid4().hex[:6]}"
     k8s.core.create_node(
@@ -321,7 +324,11 @@ def probe_node(k8s: K8sClients) -> Iterator[str]:
                 "annotations": {nodes.KWOK_NODE_ANNOTATION: nodes.KWOK_NODE_ANNOTATION_VALUE},
             },
             # Keep every scheduled pod away; the test binds its pods with spec.nodeName.
-            "spec": {"taints": [{"key": "devstack/probe", "effect": "NoSchedule"}]},
+            "spec": {
+                "podCIDR": PROBE_POD_CIDR,
+                "podCIDRs": [PROBE_POD_CIDR],
+                "taints": [{"key": "devstack/probe", "effect": "NoSchedule"}],
+            },
             "status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "20"}},
         }
     )

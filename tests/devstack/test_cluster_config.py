@@ -88,7 +88,10 @@ def test_kwok_pod_stages_exclude_sim_kubelet_pods(tmp_path: Path) -> None:
     for name in ("pod-ready", "pod-complete", "pod-delete"):
         expressions = rendered[name]["spec"]["selector"]["matchExpressions"]
         assert {"key": SIM_KUBELET_POD_JQ, "operator": "NotIn", "values": ["true"]} in expressions
-    assert rendered["node-initialize"]["spec"]["selector"]["matchExpressions"] == []
+    # Nodes Karpenter adds go through the autoscaled-node stages instead (delayed Ready).
+    assert rendered["node-initialize"]["spec"]["selector"]["matchExpressions"] == [
+        {"key": stages.AUTOSCALED_NODE_JQ, "operator": "DoesNotExist"}
+    ]
     fallback = rendered["sim-kubelet-pod-delete-fallback"]["spec"]
     assert fallback["next"] == {"delete": True}
 

@@ -62,6 +62,16 @@ def test_index_and_transit_addresses() -> None:
         network.index_for_cidr("192.168.0.0/24")
 
 
+@pytest.mark.parametrize(
+    ("cidr", "served"),
+    [("10.244.0.0/24", True), ("10.244.9.0/24", True), ("10.255.0.0/24", False), ("bad", False)],
+)
+def test_only_nodes_with_a_pod_network_cidr_get_a_node_network(cidr: str, served: bool) -> None:
+    # The node IPAM hands out any free /24 of the pod network (index 0 included); a CIDR
+    # outside it could not be routed from the host.
+    assert network.in_pod_network(cidr) is served
+
+
 def test_pod_ip_reachable_from_host_and_teardown(node_network: str) -> None:
     # Idempotent: a second call (e.g. after a kubelet restart) changes nothing.
     network.ensure_node_network(NODE, INDEX, CIDR)

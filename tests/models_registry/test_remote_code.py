@@ -44,7 +44,7 @@ def refusal(response: Any, field: str) -> str:
 @pytest.fixture
 def room(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
     """No cluster here: the L4 pool has free GPUs, and the tenant room for two deployments."""
-    l4 = {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    l4 = Tier.objects.get(slug="l4").node_selector
     pool = ClusterCapacity([NodeGpus(name, l4, allocatable=1, requested=0) for name in "ab"])
     monkeypatch.setattr(admission, "pool_capacity", lambda: pool)
     TenantQuota.objects.filter(tenant=world.tenant_a).update(max_gpus=8, max_deployments=10)
