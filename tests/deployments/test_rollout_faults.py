@@ -181,7 +181,7 @@ def test_over_quota_and_unschedulable_are_refused_before_anything_exists(fleet: 
     tenant_services.update_quota(admin, fleet.tenant, {"max_gpus": 16})
     with pytest.raises(AdmissionRefused) as unschedulable:
         fleet.deploy(tier="l4", replicas=4, max_replicas=4)  # the l4 pool has 3 one-GPU nodes
-    assert "node pool 'l4' has" in unschedulable.value.message
+    assert "the tier's 3 nodes" in unschedulable.value.message
     assert "needs 4 replicas" in unschedulable.value.message
     assert not Deployment.objects.filter(name="chat").exists()
     assert deployments_of(fleet) == []
