@@ -47,9 +47,13 @@ def needed_volumes(tenant_ids: Collection[int] | None = None) -> set[VolumeKey]:
 
 
 def mounted_volumes(pods: Iterable[Any]) -> set[VolumeKey]:
-    """The PVCs the given pods (V1Pod) mount, terminating pods included."""
+    """The PVCs the given pods (V1Pod) mount, terminating pods included. A pod that has
+    finished (a completed download Job's, kept until the Job's TTL) mounts nothing any more, as
+    Kubernetes' own PVC protection judges it."""
     mounted = set()
     for pod in pods:
+        if (pod.status.phase if pod.status else None) in ("Succeeded", "Failed"):
+            continue
         namespace = pod.metadata.namespace if pod.metadata else ""
         for volume in (pod.spec.volumes if pod.spec else None) or []:
             claim = volume.persistent_volume_claim

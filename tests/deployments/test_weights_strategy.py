@@ -214,14 +214,16 @@ def test_another_deployment_serving_the_commit_keeps_its_volume(
     assert needed_volumes([serving.tenant_id + 10_000]) == set()
 
 
-def _pod(namespace: str, *claims: str) -> Any:
+def _pod(namespace: str, *claims: str, phase: str = "Running") -> Any:
     volumes = [
         SimpleNamespace(persistent_volume_claim=SimpleNamespace(claim_name=claim))
         for claim in claims
     ]
     volumes.append(SimpleNamespace(persistent_volume_claim=None))  # e.g. /dev/shm
     return SimpleNamespace(
-        metadata=SimpleNamespace(namespace=namespace), spec=SimpleNamespace(volumes=volumes)
+        metadata=SimpleNamespace(namespace=namespace),
+        spec=SimpleNamespace(volumes=volumes),
+        status=SimpleNamespace(phase=phase),
     )
 
 
@@ -283,8 +285,13 @@ def test_the_reconciler_deletes_unused_volumes_with_their_jobs_and_spares_mounte
     ]
 
 
-def test_mounted_volumes_reads_the_claims_of_every_pod() -> None:
-    pods = [_pod("tenant-a", "weights-x"), _pod("tenant-b", "weights-y", "data")]
+def test_mounted_volumes_reads_the_claims_of_every_pod_still_running() -> None:
+    pods = [
+        _pod("tenant-a", "weights-x"),
+        _pod("tenant-b", "weights-y", "data"),
+        # A finished download's pod, kept until its Job's TTL, holds nothing.
+        _pod("tenant-a", "weights-done", phase="Succeeded"),
+    ]
     assert mounted_volumes(pods) == {
         ("tenant-a", "weights-x"),
         ("tenant-b", "weights-y"),
