@@ -13,8 +13,11 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 
 from deployments.capacity import ClusterCapacity, pool_capacity
+from deployments.choices import WeightsStrategy
 from deployments.models import Tier
 from deployments.rendering.meta import label_selector_problem, selector_text
+from deployments.rendering.specs import DNS1123_SUBDOMAIN
+from deployments.specs import weights_storage
 from engines import ENGINES
 from portal import kube
 from tenants.admin import AuditedAdmin
@@ -59,6 +62,29 @@ class TierForm(forms.ModelForm):
         if problem:
             raise forms.ValidationError(problem)
         return dict(selector)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        # What the tier would get once its blank fields take the cluster's settings.
+        probe = Tier(
+            weights_strategy=data.get("weights_strategy") or "",
+            weights_storage_class=data.get("weights_storage_class") or "",
+        )
+        weights = weights_storage(probe)
+        if weights.strategy == WeightsStrategy.SHARED_VOLUME and not weights.storage_class:
+            self.add_error(
+                "weights_storage_class",
+                "the shared-volume strategy needs a ReadWriteMany storage class (such as a "
+                "Filestore, EFS or Azure Files class); name it here or set "
+                "WEIGHTS_STORAGE_CLASS, or choose node-local",
+            )
+        return data
+
+    def clean_weights_storage_class(self) -> str:
+        name: str = self.cleaned_data.get("weights_storage_class") or ""
+        if name and (len(name) > 253 or not DNS1123_SUBDOMAIN.match(name)):
+            raise forms.ValidationError("must be a StorageClass name (a DNS-1123 subdomain)")
+        return name
 
     def clean_engine_images(self) -> dict[str, str]:
         """Only engines of the registry, each with an image reference (``name:tag``)."""
@@ -115,6 +141,7 @@ class TierAdmin(AuditedAdmin):
             "Serving",
             {"fields": ("engine_images", "default_max_total_tokens", "max_total_tokens_limit")},
         ),
+        ("Weights", {"fields": ("weights_strategy", "weights_storage_class")}),
         ("Price", {"fields": ("price_per_gpu_hour",)}),
     )
 

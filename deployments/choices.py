@@ -2,6 +2,8 @@
 
 from django.db import models
 
+from deployments.rendering import constants as c
+
 
 class Colour(models.TextChoices):
     BLUE = "blue", "Blue"
@@ -62,3 +64,11 @@ class DeletionStep(models.TextChoices):
 
 
 DELETION_ORDER = [DeletionStep.WAITING, DeletionStep.KUBERNETES, DeletionStep.RECORDS]
+
+
+class WeightsStrategy(models.TextChoices):
+    """Where a tier's pods find their weights (deployments/rendering/weights.py)."""
+
+    SHARED_VOLUME = c.WEIGHTS_SHARED_VOLUME, "Shared volume (ReadWriteMany, downloaded once)"
+    NODE_LOCAL = c.WEIGHTS_NODE_LOCAL, "Node-local (each pod downloads into its own disk)"
+    SINGLE_NODE_VOLUME = c.WEIGHTS_SINGLE_NODE_VOLUME, "Single-node volume (ReadWriteOnce)"

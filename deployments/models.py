@@ -6,7 +6,14 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from deployments.choices import ACTIVE_STATES, Colour, DeletionStep, PromotionMode, RolloutState
+from deployments.choices import (
+    ACTIVE_STATES,
+    Colour,
+    DeletionStep,
+    PromotionMode,
+    RolloutState,
+    WeightsStrategy,
+)
 from deployments.rendering.constants import DEPLOYMENT_NAME_MAX
 from deployments.rendering.meta import selector_text
 from engines import DEFAULT_ENGINE, ENGINES, engine_choices
@@ -68,6 +75,21 @@ class Tier(models.Model):
         blank=True,
         help_text='The engines this tier offers and the image of each, e.g. {"vllm": '
         '"vllm/vllm-openai:v0.11.0"}.',
+    )
+    # Blank: the cluster's setting (WEIGHTS_STRATEGY, WEIGHTS_STORAGE_CLASS); specs.tier_spec
+    # resolves them, the tier admin refuses a shared volume without a storage class.
+    weights_strategy = models.CharField(
+        max_length=24,
+        choices=WeightsStrategy.choices,
+        blank=True,
+        help_text="Where this tier's pods find their weights; blank: the cluster's "
+        "WEIGHTS_STRATEGY.",
+    )
+    weights_storage_class = models.CharField(
+        max_length=253,
+        blank=True,
+        help_text="The ReadWriteMany StorageClass of the shared-volume strategy; blank: the "
+        "cluster's WEIGHTS_STORAGE_CLASS.",
     )
     is_active = models.BooleanField(default=True)
 

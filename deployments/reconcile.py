@@ -4,7 +4,8 @@ One pass (a) re-drives every unfinished rollout and every deletion that no worke
 (deletion.stalled) and (b) checks every
 settled deployment against the cluster — its serving colour's Deployment exists and its active
 Service selects that colour — with one LIST per kind whatever the number of deployments, and
-re-applies what drifted.
+re-applies what drifted; and (c) deletes weights volumes no deployment needs any more
+(deployments/weights.py).
 
 A pass costs the same few queries and paged LISTs whatever the fleet size: every spec is built
 in one go (`specs.serving_specs`), and only a repair reads or writes per deployment. When one
@@ -22,12 +23,18 @@ from typing import Any
 
 from kubernetes import client
 
-from deployments import deletion
+from deployments import deletion, weights
 from deployments import rollout as engine
 from deployments.choices import ACTIVE_STATES
 from deployments.models import Deployment, Rollout
-from deployments.rendering import OwnerRef, active_service_name, colour_name, render_services
-from deployments.rendering.constants import LABEL_COLOUR, MANAGED_BY_SELECTOR
+from deployments.rendering import (
+    OwnerRef,
+    active_service_name,
+    colour_name,
+    download_job_name_of,
+    render_services,
+)
+from deployments.rendering.constants import LABEL_COLOUR, MANAGED_BY_SELECTOR, WEIGHTS_SELECTOR
 from deployments.rendering.meta import root_name
 from deployments.specs import SPEC_RELATED, active_serving_spec, serving_specs
 from portal import kube
@@ -74,14 +81,16 @@ class ReconcileReport:
     stalled_deletions: list[int] = field(default_factory=list)
     checked: int = 0
     repaired: list[str] = field(default_factory=list)
+    # Weights volumes no deployment needs any more ("namespace/name"), deleted when repairing.
+    unused_weights: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
-def _list_all(list_call: Any) -> list[Any]:
+def _list_all(list_call: Any, selector: str = MANAGED_BY_SELECTOR) -> list[Any]:
     items: list[Any] = []
     token = None
     while True:
-        page = list_call(label_selector=MANAGED_BY_SELECTOR, limit=PAGE, _continue=token)
+        page = list_call(label_selector=selector, limit=PAGE, _continue=token)
         items.extend(page.items)
         token = page.metadata._continue
         if not token:
@@ -104,6 +113,12 @@ def reconcile_pass(repair: bool = True, shard: Shard = ALL) -> ReconcileReport:
         (s.metadata.namespace, s.metadata.name): (s.spec.selector or {})
         for s in _list_all(kube.core().list_service_for_all_namespaces)
     }
+    volumes = {
+        (v.metadata.namespace, v.metadata.name)
+        for v in _list_all(
+            kube.core().list_persistent_volume_claim_for_all_namespaces, WEIGHTS_SELECTOR
+        )
+    }
     # Read after the LISTs, in one query with the rollouts it excludes: a rollout that starts
     # and switches traffic meanwhile is then excluded, never taken for drift and reverted.
     settled = (
@@ -115,6 +130,10 @@ def reconcile_pass(repair: bool = True, shard: Shard = ALL) -> ReconcileReport:
     if tenant_ids is not None:
         settled = settled.filter(tenant_id__in=tenant_ids)
     deployments = list(settled)
+    # Also after the LISTs: a volume is created only by a rollout already in the database.
+    report.unused_weights = _unused_weights(volumes, tenant_ids)
+    if repair:
+        _collect_weights(report.unused_weights)
     specs = serving_specs(deployments)
     actor = Actor.system("deployments.reconcile")
     for deployment in deployments:
@@ -145,6 +164,33 @@ def reconcile_pass(repair: bool = True, shard: Shard = ALL) -> ReconcileReport:
         )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _unused_weights(
+    volumes: set[weights.VolumeKey], tenant_ids: Collection[int] | None
+) -> list[str]:
+    """The listed weights volumes of the shard's tenants that nothing needs or mounts. One
+    query (two in a shard); pods are listed only in namespaces holding a candidate."""
+    if tenant_ids is not None:
+        namespaces = set(
+            Tenant.objects.filter(pk__in=tenant_ids).values_list("namespace", flat=True)
+        )
+        volumes = {key for key in volumes if key[0] in namespaces}
+    needed = weights.needed_volumes(tenant_ids)
+    candidates = weights.unused_volumes(volumes, needed, ())
+    mounted: set[weights.VolumeKey] = set()
+    for namespace in sorted({namespace for namespace, _ in candidates}):
+        # Every pod of the namespace, not only the portal's: any pod mounting it keeps it.
+        mounted |= weights.mounted_volumes(kube.core().list_namespaced_pod(namespace).items)
+    return [f"{ns}/{name}" for ns, name in weights.unused_volumes(candidates, needed, mounted)]
+
+
+def _collect_weights(unused: list[str]) -> None:
+    for key in unused:
+        namespace, name = key.split("/", 1)
+        kube.delete("batch/v1", "Job", download_job_name_of(name), namespace)
+        kube.delete("v1", "PersistentVolumeClaim", name, namespace)
+        log.info("deleted the unused weights volume %s", key)
 
 
 def _repair(deployment: Deployment, colour: str, *, recreate: bool) -> None:

@@ -38,19 +38,21 @@ from deployments.rendering import (
     render_network_policy,
     render_services,
     render_tenant_namespace,
-    render_weights_download_job,
-    render_weights_pvc,
+    render_weights,
     selector_labels,
 )
 from deployments.rendering.endpointslices import ready_ips, slice_selector
 from deployments.rendering.meta import label_selector, root_name
 from deployments.serving_checks import (  # noqa: F401 - re-exported for callers and tests
+    FAILED_ATTACH_VOLUME,
+    MULTI_ATTACH_GRACE_SECONDS,
     UNSCHEDULABLE_GRACE_SECONDS,
     ServerPod,
     _last_log_line,
     check_server,
     diagnose,
     diagnose_download,
+    init_progress,
 )
 from deployments.specs import serving_spec
 from portal import kube
@@ -142,7 +144,12 @@ def desired_colour_deployment(
         progress_deadline_seconds=spec.progress_deadline_seconds,
         extra_pod_annotations=spec.pod_annotations,
         include_replicas=not (hpa_owns_replicas and spec.autoscaling),
+        hf_endpoint=_hf_endpoint(),
     )
+
+
+def _hf_endpoint() -> str | None:
+    return settings.WEIGHTS_HF_ENDPOINT or None
 
 
 def _ensure_root(ctx: Context) -> list[str]:
@@ -164,11 +171,19 @@ def step_pending(ctx: Context) -> StepResult:
 
 
 def step_weights(ctx: Context) -> StepResult:
-    """Fill the model revision's volume once, before any serving pod starts."""
+    """Fill the model revision's volume once, before any serving pod starts (node-local
+    weights have no volume: each serving pod downloads its own copy when it starts)."""
     objects = _apply_all(render_tenant_namespace(ctx.spec.tenant))
     objects += _ensure_root(ctx)
-    pvc = render_weights_pvc(ctx.spec)
-    job = render_weights_download_job(ctx.spec, hf_endpoint=settings.WEIGHTS_HF_ENDPOINT or None)
+    manifests = render_weights(ctx.spec, hf_endpoint=_hf_endpoint())
+    if not manifests:
+        return StepResult(
+            next_state=S.CREATING,
+            message="node-local weights: each serving pod downloads them in its init "
+            "container, nothing to wait for here",
+            objects=objects,
+        )
+    pvc, job = manifests
     name = job["metadata"]["name"]
     existing = kube.get("batch/v1", "Job", name, ctx.namespace)
     objects += _apply_all([pvc] if existing else [pvc, job])
@@ -279,16 +294,21 @@ def step_waiting_ready(ctx: Context) -> StepResult:
     available = current.available_replicas or 0
     updated = current.updated_replicas or 0
     observed = (current.observed_generation or 0) >= (status.metadata.generation or 0)
-    updates = {"ready_replicas": available}
+    updates: dict[str, Any] = {"ready_replicas": available}
     if observed and available >= wanted and updated >= wanted:
         return StepResult(
             next_state=S.PRE_PROMOTION,
             message=f"all {wanted} replicas of the {ctx.rollout.colour} side are available",
             updates=updates,
         )
-    problem = diagnose(_pods(ctx, ctx.rollout.colour), now, ctx.rollout.state_entered_at)
+    pods = _pods(ctx, ctx.rollout.colour)
+    problem = diagnose(
+        pods, now, ctx.rollout.state_entered_at, events=_volume_events(ctx, pods, now)
+    )
     if problem:
         return StepResult(fail=problem[0], remedy=problem[1], updates=updates)
+    if not ctx.spec.tier.weights_on_volume:
+        updates["weights_progress"] = init_progress(pods)[:300]
     elapsed = (now - ctx.rollout.state_entered_at).total_seconds()
     if elapsed > ctx.rollout.progress_deadline_seconds:
         return StepResult(
@@ -299,6 +319,26 @@ def step_waiting_ready(ctx: Context) -> StepResult:
             updates=updates,
         )
     return StepResult(wait=0.5, updates=updates)
+
+
+def _volume_events(ctx: Context, pods: list[Any], now: datetime) -> list[Any]:
+    """The namespace's FailedAttachVolume events (the Multi-Attach error is said only in an
+    event), read only once a pod has waited to start longer than that diagnosis's grace, so
+    a rollout whose pods start normally never lists them."""
+    waited = (now - ctx.rollout.state_entered_at).total_seconds()
+    pending = any((p.status.phase if p.status else None) == "Pending" for p in pods)
+    if waited <= MULTI_ATTACH_GRACE_SECONDS or not pending:
+        return []
+    try:
+        listing = kube.core().list_namespaced_event(
+            ctx.namespace, field_selector=f"reason={FAILED_ATTACH_VOLUME}"
+        )
+    except ApiException as error:
+        # E.g. an installation whose Role predates `events: list`: the progress deadline
+        # still ends the rollout, only without this diagnosis.
+        log.warning("cannot list events in %s: %s", ctx.namespace, error.reason)
+        return []
+    return list(listing.items)
 
 
 def ready_endpoint_ips(namespace: str, service: str) -> list[str]:

@@ -23,6 +23,26 @@ from engines.base import dig
 from portal import kube
 
 UNSCHEDULABLE_GRACE_SECONDS = 20
+# The attach-detach controller reports a ReadWriteOnce volume still attached to another node
+# as a Warning event (pkg/controller/volume/attachdetach/reconciler/reconciler.go,
+# reportMultiAttachError: reason FailedAttachVolume, "Multi-Attach error for volume ...").
+# It also says so for a moment while the old node detaches: allow that much.
+FAILED_ATTACH_VOLUME = "FailedAttachVolume"
+MULTI_ATTACH_ERROR = "Multi-Attach error"
+MULTI_ATTACH_GRACE_SECONDS = 30
+# The scheduler's VolumeBinding plugin (pkg/scheduler/framework/plugins/volumebinding:
+# ErrReasonNodeConflict) when a bound zonal volume's nodeAffinity excludes every fitting node.
+VOLUME_NODE_CONFLICT = "volume node affinity conflict"
+MULTI_ATTACH_REMEDY = (
+    "the weights volume is ReadWriteOnce and attaches to one node; set the tier's weights "
+    "strategy to shared-volume with a ReadWriteMany storage class, or node-local"
+)
+VOLUME_ZONE_REMEDY = (
+    "the weights volume was created in another zone than the GPU nodes the pod fits; set the "
+    "tier's weights strategy to shared-volume (a ReadWriteMany class without zone affinity) "
+    "or node-local, or restrict the tier to one zone (e.g. topology.kubernetes.io/zone in its "
+    "node selector)"
+)
 CRASH_RESTARTS_BEFORE_FAILING = 2
 LOG_TAIL_LINES = 40
 """Enough for the traceback's last lines and the launcher's verdict after it."""
@@ -95,13 +115,104 @@ def diagnose_download(pods: list[Any]) -> tuple[str, str] | None:
     return None
 
 
+def _event_seen(event: Any) -> Any:
+    """When an event was first reported (core/v1 events fill one of these)."""
+    return (
+        event.first_timestamp
+        or event.event_time
+        or (event.metadata.creation_timestamp if event.metadata else None)
+    )
+
+
+def _multi_attach(pod: Any, name: str, events: Sequence[Any], now: Any) -> str | None:
+    """The Multi-Attach error message about this waiting pod, once it has lasted past the
+    grace (a detach from the old node may be under way)."""
+    if (pod.status.phase if pod.status else None) != "Pending":
+        return None
+    for event in events:
+        involved = event.involved_object
+        if (
+            event.reason == FAILED_ATTACH_VOLUME
+            and MULTI_ATTACH_ERROR in (event.message or "")
+            and involved is not None
+            and involved.kind == "Pod"
+            and involved.name == name
+        ):
+            seen = _event_seen(event)
+            if seen is not None and (now - seen).total_seconds() > MULTI_ATTACH_GRACE_SECONDS:
+                return str(event.message)
+    return None
+
+
+def _download_failure(
+    pod_name: str, status: Any, read_log: LogReader, namespace: str
+) -> tuple[str, str] | None:
+    """(reason, remedy) when a node-local pod's weight download (its init containers) cannot
+    run or keeps failing; None otherwise."""
+    for container in status.init_container_statuses or []:
+        pull = _image_pull_failure(pod_name, container)
+        if pull is not None:
+            return (
+                pull,
+                "the weight download runs the tier's engine image: check that the image and "
+                "tag exist and that the nodes can reach its registry",
+            )
+        waiting = container.state.waiting if container.state else None
+        if (
+            waiting is not None
+            and waiting.reason == "CrashLoopBackOff"
+            and container.restart_count >= CRASH_RESTARTS_BEFORE_FAILING
+        ):
+            tail = read_log(pod_name, namespace, container.name)
+            last = f": {tail[-1].strip()}" if tail else ""
+            return (
+                f"the weight download ({container.name}) in pod {pod_name} keeps failing "
+                f"({container.restart_count} restarts){last}",
+                "check that the tenant's Hub token can read the model, that the Hub is "
+                "reachable from the GPU nodes and that the node has disk for the weights, then "
+                "deploy again",
+            )
+    return None
+
+
+def init_progress(pods: list[Any]) -> str:
+    """Where node-local pods are in downloading their weights (their init containers)."""
+    if not pods:
+        return "waiting for the serving pods"
+    parts = []
+    for pod in pods:
+        name = pod.metadata.name if pod.metadata else "?"
+        statuses = (pod.status.init_container_statuses if pod.status else None) or []
+        state = "weights downloaded" if statuses else "waiting to start"
+        for container in statuses:
+            current = container.state
+            terminated = current.terminated if current else None
+            if terminated is not None and terminated.exit_code == 0:
+                continue
+            if current is not None and current.running is not None:
+                state = f"downloading weights ({container.name} running)"
+            else:
+                waiting = current.waiting if current else None
+                reason = (waiting.reason if waiting else None) or "waiting"
+                state = f"weight download {container.name}: {reason}"
+            break
+        parts.append(f"{name}: {state}")
+    return "; ".join(parts)
+
+
 def diagnose(
-    pods: list[Any], now: Any, since: Any, *, read_log: LogReader | None = None
+    pods: list[Any],
+    now: Any,
+    since: Any,
+    *,
+    read_log: LogReader | None = None,
+    events: Sequence[Any] = (),
 ) -> tuple[str, str] | None:
     """The first failure worth stopping a rollout for, as (reason, remedy).
 
     A container that terminated is judged by its engine from its exit code and the last lines
     of its previous log (an engine's CUDA out-of-memory exits 1 and says so only in the log).
+    `events` are the namespace's FailedAttachVolume events (only events tell a Multi-Attach).
     """
     read_log = read_log or previous_log_tail
     for pod in pods:
@@ -116,11 +227,23 @@ def diagnose(
                 and condition.reason == "Unschedulable"
                 and (now - since).total_seconds() > UNSCHEDULABLE_GRACE_SECONDS
             ):
+                if VOLUME_NODE_CONFLICT in (condition.message or ""):
+                    return (
+                        f"pod {name} cannot be scheduled next to its weights volume: "
+                        f"{condition.message}",
+                        VOLUME_ZONE_REMEDY,
+                    )
                 return (
                     f"pod {name} cannot be scheduled: {condition.message}",
                     "no free GPUs in the node pool: free GPUs (scale down another deployment), "
                     "ask for more nodes, or choose another tier",
                 )
+        attach = _multi_attach(pod, name, events, now)
+        if attach is not None:
+            return (f"pod {name} cannot attach its weights volume: {attach}", MULTI_ATTACH_REMEDY)
+        download = _download_failure(name, status, read_log, namespace)
+        if download is not None:
+            return download
         for container in status.container_statuses or []:
             terminated = container.last_state.terminated if container.last_state else None
             waiting = container.state.waiting if container.state else None

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from deployments.autoscaling import replica_bounds
 from deployments.models import Deployment, DeploymentRevision, Rollout, Tier
 from deployments.rendering import ModelRevisionSpec, OwnerRef, ServingSpec, TenantSpec, TierSpec
 from deployments.rendering.constants import (
     HUB_TOKEN_SECRET_NAME,
     PROGRESS_DEADLINE_SECONDS,
+    WEIGHTS_SHARED_VOLUME,
 )
 from deployments.rendering.meta import weights_pvc_name
 from engines import get_engine
@@ -64,8 +67,28 @@ def tenant_spec(tenant: Tenant, facts: TenantFacts | None = None) -> TenantSpec:
     )
 
 
+@dataclass(frozen=True)
+class WeightsStorage:
+    """A tier's weights strategy and shared storage class, its own fields overriding the
+    cluster's settings (the class is None unless the strategy is shared-volume)."""
+
+    strategy: str
+    storage_class: str | None
+
+
+def weights_storage(tier: Tier) -> WeightsStorage:
+    """The only place a tier's blank weights fields fall back to the cluster's settings."""
+    strategy = tier.weights_strategy or settings.WEIGHTS_STRATEGY
+    storage_class = tier.weights_storage_class or settings.WEIGHTS_STORAGE_CLASS
+    return WeightsStorage(
+        strategy=strategy,
+        storage_class=(storage_class or None) if strategy == WEIGHTS_SHARED_VOLUME else None,
+    )
+
+
 def tier_spec(tier: Tier, image: str) -> TierSpec:
     """The tier as the renderers see it, running `image` (the revision's engine image)."""
+    weights = weights_storage(tier)
     return TierSpec(
         name=tier.slug,
         node_selector=dict(tier.node_selector),
@@ -76,6 +99,8 @@ def tier_spec(tier: Tier, image: str) -> TierSpec:
         cpu_request=tier.cpu_request,
         memory_request=tier.memory_request,
         image=image,
+        weights_strategy=weights.strategy,
+        weights_storage_class=weights.storage_class,
     )
 
 

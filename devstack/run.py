@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from devstack.cluster import config as cluster_config
+from devstack.kubelet.provisioner import SHARED as SHARED_CLASS
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -64,6 +65,11 @@ def _commands() -> dict[str, list[str]]:
 def main() -> int:
     (ROOT / "var").mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    local_kubeconfig = str(cluster_config.default_layout().kubeconfig)
+    if env.get("KUBECONFIG", local_kubeconfig) == local_kubeconfig:
+        # The local cluster's pools span two zones: weights go on its ReadWriteMany class, as
+        # an operator configures a real multi-zone cluster (README, real clusters).
+        env.setdefault("WEIGHTS_STORAGE_CLASS", SHARED_CLASS.name)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     selector = selectors.DefaultSelector()
     for name, command in _commands().items():

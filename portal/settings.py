@@ -265,6 +265,21 @@ if PRODUCTION and ROLLOUT_CHAOS_PAUSE_SECONDS:
     raise ImproperlyConfigured("ROLLOUT_CHAOS_PAUSE_SECONDS is for tests; unset it in production")
 # The Hub as the download Jobs reach it (HF_ENDPOINT of the pods); defaults to HF_ENDPOINT.
 WEIGHTS_HF_ENDPOINT = env.string("WEIGHTS_HF_ENDPOINT", HF_ENDPOINT)
+# Where serving pods find their weights, for tiers that do not choose (Tier.weights_strategy):
+# one ReadWriteMany volume per model commit on WEIGHTS_STORAGE_CLASS, a per-pod download
+# (node-local), or a ReadWriteOnce volume that attaches to one node only. The shared volume is
+# the default when a storage class is configured; the single-node one keeps clusters without
+# one working as before. (The values are deployments.rendering.constants.WEIGHTS_STRATEGIES.)
+WEIGHTS_STORAGE_CLASS = env.string("WEIGHTS_STORAGE_CLASS", "")
+WEIGHTS_STRATEGY = env.choice(
+    "WEIGHTS_STRATEGY",
+    "shared-volume" if WEIGHTS_STORAGE_CLASS else "single-node-volume",
+    ("shared-volume", "node-local", "single-node-volume"),
+)
+if WEIGHTS_STRATEGY == "shared-volume" and not WEIGHTS_STORAGE_CLASS:
+    raise ImproperlyConfigured(
+        "WEIGHTS_STRATEGY=shared-volume needs WEIGHTS_STORAGE_CLASS (a ReadWriteMany class)"
+    )
 
 API_TOKEN_DEFAULT_DAYS = env.integer("API_TOKEN_DEFAULT_DAYS", 90, minimum=1, maximum=3650)
 

@@ -48,6 +48,8 @@ from deployments.rendering.tenant import (
 )
 from deployments.rendering.weights import (
     download_job_name,
+    download_job_name_of,
+    render_weights,
     render_weights_download_job,
     render_weights_pvc,
     weights_request_gib,
@@ -68,6 +70,7 @@ __all__ = [
     "colour_name",
     "deployment_labels",
     "download_job_name",
+    "download_job_name_of",
     "image_version",
     "object_key",
     "object_name",
@@ -83,6 +86,7 @@ __all__ = [
     "render_network_policy",
     "render_services",
     "render_tenant_namespace",
+    "render_weights",
     "render_weights_download_job",
     "render_weights_pvc",
     "resource_name",

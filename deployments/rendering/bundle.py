@@ -14,7 +14,7 @@ from deployments.rendering.serving import (
     render_services,
 )
 from deployments.rendering.specs import Colour, ServingSpec, check_colour
-from deployments.rendering.weights import render_weights_download_job, render_weights_pvc
+from deployments.rendering.weights import render_weights
 
 
 class ObjectKey(NamedTuple):
@@ -42,8 +42,6 @@ def render_all(
     new_colour: Colour,
     *,
     hf_endpoint: str | None,
-    storage_class_name: str | None = None,
-    weights_access_mode: str = "ReadWriteOnce",
     gateway_namespace: str | None = None,
     monitoring_namespace: str = c.DEFAULT_MONITORING_NAMESPACE,
     progress_deadline_seconds: int = c.PROGRESS_DEADLINE_SECONDS,
@@ -68,10 +66,7 @@ def render_all(
     check_colour(new_colour, "new_colour")
     manifests: list[dict[str, Any]] = [
         render_deployment_root(spec),
-        render_weights_pvc(
-            spec, storage_class_name=storage_class_name, access_mode=weights_access_mode
-        ),
-        render_weights_download_job(spec, hf_endpoint=hf_endpoint),
+        *render_weights(spec, hf_endpoint=hf_endpoint),
         render_network_policy(
             spec, gateway_namespace=gateway_namespace, monitoring_namespace=monitoring_namespace
         ),
@@ -81,6 +76,7 @@ def render_all(
             progress_deadline_seconds=progress_deadline_seconds,
             startup_timeout_seconds=startup_timeout_seconds,
             extra_pod_annotations=extra_pod_annotations,
+            hf_endpoint=hf_endpoint,
         ),
         *render_services(spec, active_colour),
     ]

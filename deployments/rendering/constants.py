@@ -54,6 +54,8 @@ COMPONENT_INFERENCE_SERVER: Final = "inference-server"
 COMPONENT_WEIGHTS: Final = "model-weights"
 COMPONENT_WEIGHTS_DOWNLOAD: Final = "weights-download"
 COMPONENT_DEPLOYMENT_ROOT: Final = "deployment-root"
+# The portal's weights PVCs, cluster-wide (the reconciler collects unused ones).
+WEIGHTS_SELECTOR: Final = f"{MANAGED_BY_SELECTOR},{LABEL_COMPONENT}={COMPONENT_WEIGHTS}"
 WEIGHTS_APP_NAME: Final = "model-weights"
 
 # The gateway's pods carry this name; the NetworkPolicy admits only them and Prometheus.
@@ -116,6 +118,20 @@ WEIGHTS_MOUNT_PATH: Final = HUB_CACHE_PATH
 WEIGHTS_HEADROOM_NUMERATOR: Final = 6  # request = size x 1.2, rounded up to whole GiB
 WEIGHTS_HEADROOM_DENOMINATOR: Final = 5
 GIB: Final = 1024**3
+# Where a revision's weights live (TierSpec.weights_strategy; chosen per cluster and tier):
+# one ReadWriteMany volume per model commit that every pod on any node and zone mounts;
+# an emptyDir per pod filled by an init container (no shared storage, slower starts);
+# or one ReadWriteOnce volume, which attaches to a single node (every pod must land there).
+WEIGHTS_SHARED_VOLUME: Final = "shared-volume"
+WEIGHTS_NODE_LOCAL: Final = "node-local"
+WEIGHTS_SINGLE_NODE_VOLUME: Final = "single-node-volume"
+WEIGHTS_STRATEGIES: Final = (WEIGHTS_SHARED_VOLUME, WEIGHTS_NODE_LOCAL, WEIGHTS_SINGLE_NODE_VOLUME)
+# ReadOnlyMany cannot be written by the download Job: the shared volume is ReadWriteMany and
+# the serving pods mount it read-only.
+WEIGHTS_ACCESS_MODE: Final = {
+    WEIGHTS_SHARED_VOLUME: "ReadWriteMany",
+    WEIGHTS_SINGLE_NODE_VOLUME: "ReadWriteOnce",
+}
 SHM_VOLUME: Final = "dshm"
 SHM_MOUNT_PATH: Final = "/dev/shm"  # noqa: S108 - the pod's own shared memory, not a temp file
 SHM_SIZE: Final = "1Gi"  # like `docker run --shm-size 1g`; NCCL needs it for num_shard > 1

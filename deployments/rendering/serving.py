@@ -34,6 +34,7 @@ from deployments.rendering.specs import (
     check_colour,
     other_colour,
 )
+from deployments.rendering.weights import download_containers, weights_pod_volume
 
 # Keys the portal sets on pod templates; extra annotations may not override them.
 
@@ -126,8 +127,13 @@ def render_colour_deployment(
     startup_timeout_seconds: int = c.STARTUP_TIMEOUT_SECONDS,
     extra_pod_annotations: Mapping[str, str] | None = None,
     include_replicas: bool = True,
+    hf_endpoint: str | None = None,
 ) -> dict[str, Any]:
     """The apps/v1 Deployment ``tgi-<name>-<colour>`` serving ``spec`` with the engine.
+
+    With the ``node-local`` weights strategy each pod first runs the engine's download steps
+    as init containers (reaching the Hub at ``hf_endpoint``) into its own emptyDir; otherwise
+    it mounts the revision's weights PVC. Either way the engine reads the weights read-only.
 
     ``include_replicas=False`` leaves ``spec.replicas`` out so that re-applying (server-side)
     does not take the field back from an HPA that scales this colour.
@@ -199,15 +205,18 @@ def render_colour_deployment(
         "terminationGracePeriodSeconds": engine.graceful_shutdown_seconds + 30,
         "nodeSelector": dict(sorted(spec.tier.node_selector.items())),
         "tolerations": _tolerations(spec),
+        **(
+            {}
+            if spec.tier.weights_on_volume
+            else {
+                "initContainers": download_containers(
+                    spec, hf_endpoint=hf_endpoint, guaranteed=True
+                )
+            }
+        ),
         "containers": [container],
         "volumes": [
-            {
-                "name": c.WEIGHTS_VOLUME,
-                "persistentVolumeClaim": {
-                    "claimName": spec.model.weights_pvc_name,
-                    "readOnly": True,
-                },
-            },
+            weights_pod_volume(spec),
             {"name": c.SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": c.SHM_SIZE}},
         ],
     }

@@ -18,6 +18,10 @@ from deployments.rendering.constants import (
     DNS1123_LABEL_MAX,
     LABEL_VALUE_MAX,
     PROGRESS_DEADLINE_SECONDS,
+    WEIGHTS_NODE_LOCAL,
+    WEIGHTS_SHARED_VOLUME,
+    WEIGHTS_SINGLE_NODE_VOLUME,
+    WEIGHTS_STRATEGIES,
 )
 from deployments.rendering.errors import SpecError
 from engines.registry import DEFAULT_ENGINE, ENGINES
@@ -35,9 +39,7 @@ _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _QUANTITY = re.compile(
     r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
 )
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Annotation keys the portal writes itself (scrape config, model provenance) or Kubernetes
 # reserves; a tenant's pod annotations may not set them. The only copy of this rule.
 RESERVED_ANNOTATION_PREFIXES = ("inference.portal/", "prometheus.io/", "kubernetes.io/")
@@ -133,6 +135,10 @@ class TierSpec:
     ``node_selector`` is complete as given (``Tier.node_selector``: standard node labels such
     as ``nvidia.com/gpu.product``). ``tolerations`` may omit the standard
     ``nvidia.com/gpu=present:NoSchedule`` one; the renderer adds it.
+
+    ``weights_strategy`` (one of ``WEIGHTS_STRATEGIES``) says where the weights live for pods
+    on this tier, ``weights_storage_class`` the ReadWriteMany class of the shared volume
+    (required by, and only used for, ``shared-volume``).
     """
 
     name: str
@@ -144,6 +150,8 @@ class TierSpec:
     cpu_request: str
     memory_request: str
     image: str
+    weights_strategy: str = WEIGHTS_SINGLE_NODE_VOLUME
+    weights_storage_class: str | None = None
 
     def __post_init__(self) -> None:
         # The tier's slug (Tier.slug, a SlugField); used as a label value.
@@ -164,6 +172,26 @@ class TierSpec:
         _quantity("tier.memory_request", self.memory_request)
         if not self.image or any(ch.isspace() for ch in self.image):
             raise SpecError("tier.image", "must be an image reference")
+        if self.weights_strategy not in WEIGHTS_STRATEGIES:
+            raise SpecError(
+                "tier.weights_strategy", f"must be one of {', '.join(WEIGHTS_STRATEGIES)}"
+            )
+        storage_class = self.weights_storage_class
+        if storage_class is not None and (
+            len(storage_class) > 253 or not DNS1123_SUBDOMAIN.match(storage_class)
+        ):
+            raise SpecError("tier.weights_storage_class", "must be a StorageClass name")
+        if self.weights_strategy == WEIGHTS_SHARED_VOLUME and not storage_class:
+            raise SpecError(
+                "tier.weights_storage_class",
+                "shared-volume needs a ReadWriteMany storage class",
+            )
+
+    @property
+    def weights_on_volume(self) -> bool:
+        """Whether the weights live in a PersistentVolumeClaim filled by a download Job
+        (else each pod downloads them into its own emptyDir)."""
+        return self.weights_strategy != WEIGHTS_NODE_LOCAL
 
 
 @dataclass(frozen=True)
@@ -268,7 +296,7 @@ class ServingSpec:
             raise SpecError("queue_size_target", "must be a positive number")
         if self.hf_token_secret_name is not None:
             name = self.hf_token_secret_name
-            if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+            if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
                 raise SpecError(
                     "hf_token_secret_name", "must be a Secret name (DNS-1123 subdomain)"
                 )

@@ -1,4 +1,5 @@
-"""The weights cache of one model revision: a PVC and the Job that fills it.
+"""The weights cache of one model revision: a PVC and the Job that fills it, or (strategy
+``node-local``) a per-pod emptyDir filled by init containers running the same download steps.
 
 Both belong to the MODEL REVISION, not to a portal deployment: several deployments of a tenant
 may serve the same repo@sha from one PVC, so these carry the model labels and no
@@ -16,11 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from deployments.rendering import constants as c
+from deployments.rendering.errors import SpecError
 from deployments.rendering.meta import bounded_name, metadata, model_annotations, model_labels
 from deployments.rendering.specs import ServingSpec
 from engines.base import hf_token_env
-
-ReadWriteOnce = "ReadWriteOnce"
 
 
 def weights_request_gib(size_bytes: int) -> int:
@@ -33,31 +33,33 @@ def weights_request_gib(size_bytes: int) -> int:
 def download_job_name(spec: ServingSpec) -> str:
     """``<pvc>-download``, shortened with a hash when over 63 characters (a Job's name is
     copied into its pods' ``job-name`` label, so it must fit a label value)."""
-    return bounded_name(spec.model.weights_pvc_name, "-download")
+    return download_job_name_of(spec.model.weights_pvc_name)
 
 
-def render_weights_pvc(
-    spec: ServingSpec,
-    *,
-    storage_class_name: str | None = None,
-    access_mode: str = ReadWriteOnce,
-) -> dict[str, Any]:
-    """The PVC caching one model revision's weights.
+def download_job_name_of(weights_pvc_name: str) -> str:
+    """The download Job filling the PVC `weights_pvc_name` (when only the PVC is known)."""
+    return bounded_name(weights_pvc_name, "-download")
 
-    ReadWriteOnce works on one node (and the local cluster). In production use a
-    ReadWriteMany class (a shared filesystem such as Filestore/EFS/CephFS) so the download Job
-    and every replica of both colours, on different GPU nodes, can mount the same volume;
-    pass ``access_mode="ReadWriteMany"`` and its ``storage_class_name``.
+
+def render_weights_pvc(spec: ServingSpec) -> dict[str, Any]:
+    """The PVC caching one model revision's weights, as the tier's weights strategy wants it.
+
+    ``shared-volume``: ReadWriteMany on the tier's storage class (a shared filesystem such as
+    Filestore/EFS/Azure Files, without zone affinity), so the download Job and every replica of
+    both colours, on any node and zone, mount the same volume. ``single-node-volume``:
+    ReadWriteOnce on the default class, which attaches to one node only. ``node-local`` has
+    no PVC (``SpecError``).
     """
+    tier = spec.tier
+    if not tier.weights_on_volume:
+        raise SpecError("tier.weights_strategy", f"{tier.weights_strategy} uses no volume")
     pvc_spec: dict[str, Any] = {
-        "accessModes": [access_mode],
-        "resources": {
-            "requests": {"storage": f"{weights_request_gib(spec.model.weights_size_bytes)}Gi"}
-        },
+        "accessModes": [c.WEIGHTS_ACCESS_MODE[tier.weights_strategy]],
+        "resources": {"requests": {"storage": _weights_size(spec)}},
         "volumeMode": "Filesystem",
     }
-    if storage_class_name is not None:
-        pvc_spec["storageClassName"] = storage_class_name
+    if tier.weights_strategy == c.WEIGHTS_SHARED_VOLUME:
+        pvc_spec["storageClassName"] = tier.weights_storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -69,6 +71,72 @@ def render_weights_pvc(
         ),
         "spec": pvc_spec,
     }
+
+
+def _weights_size(spec: ServingSpec) -> str:
+    return f"{weights_request_gib(spec.model.weights_size_bytes)}Gi"
+
+
+def render_weights(spec: ServingSpec, *, hf_endpoint: str | None) -> list[dict[str, Any]]:
+    """What a rollout applies before any serving pod: the PVC and its download Job, or
+    nothing when each pod downloads its own copy (``node-local``)."""
+    if not spec.tier.weights_on_volume:
+        return []
+    return [render_weights_pvc(spec), render_weights_download_job(spec, hf_endpoint=hf_endpoint)]
+
+
+def download_containers(
+    spec: ServingSpec, *, hf_endpoint: str | None, guaranteed: bool = False
+) -> list[dict[str, Any]]:
+    """The engine's download steps (``spec.engine.weights_download``) as containers writing the
+    Hub cache at the weights mount: the download Job's, or a node-local pod's init containers.
+
+    Each runs unprivileged (engine images run as root by default; a download needs no
+    privilege) at the container level, so a serving pod's engine container keeps its user.
+    ``guaranteed`` requests the limits: a pod is Guaranteed QoS only if its init containers
+    are too, and init containers run before the engine, so the pod requests no more for it.
+    """
+    limits = dict(c.DOWNLOAD_RESOURCES["limits"])
+    requests = dict(limits) if guaranteed else dict(c.DOWNLOAD_RESOURCES["requests"])
+    common: list[dict[str, Any]] = [*hf_token_env(spec.hf_token_secret_name)]
+    if hf_endpoint is not None:
+        common.append({"name": "HF_ENDPOINT", "value": hf_endpoint})
+    common += [
+        # huggingface_hub's own HTTP downloads (resumable); hf_transfer may be missing.
+        {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "0"},
+        # The unprivileged user below has no home directory; keep the library's state in /tmp.
+        {"name": "HF_HOME", "value": c.DOWNLOAD_HF_HOME},
+    ]
+    return [
+        {
+            "name": step.name,
+            "image": spec.tier.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": list(step.command),
+            "env": [*common, *step.env],
+            "resources": {"requests": requests, "limits": dict(limits)},
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": c.DOWNLOAD_UID,
+                "runAsGroup": c.DOWNLOAD_UID,
+                "allowPrivilegeEscalation": False,
+            },
+            "volumeMounts": [{"name": c.WEIGHTS_VOLUME, "mountPath": c.WEIGHTS_MOUNT_PATH}],
+        }
+        for step in spec.engine.weights_download(spec)
+    ]
+
+
+def weights_pod_volume(spec: ServingSpec) -> dict[str, Any]:
+    """The serving pods' weights volume: the revision's PVC (read-only), or for ``node-local``
+    an emptyDir on the node's disk sized like the PVC would be (the kubelet evicts a pod
+    writing beyond ``sizeLimit``, so a wrong size is seen rather than filling the node)."""
+    if spec.tier.weights_on_volume:
+        return {
+            "name": c.WEIGHTS_VOLUME,
+            "persistentVolumeClaim": {"claimName": spec.model.weights_pvc_name, "readOnly": True},
+        }
+    return {"name": c.WEIGHTS_VOLUME, "emptyDir": {"sizeLimit": _weights_size(spec)}}
 
 
 def render_weights_download_job(
@@ -90,30 +158,7 @@ def render_weights_download_job(
         **model_labels(spec.tenant, spec.model),
         c.LABEL_COMPONENT: c.COMPONENT_WEIGHTS_DOWNLOAD,
     }
-    common: list[dict[str, Any]] = [*hf_token_env(spec.hf_token_secret_name)]
-    if hf_endpoint is not None:
-        common.append({"name": "HF_ENDPOINT", "value": hf_endpoint})
-    common += [
-        # huggingface_hub's own HTTP downloads (resumable); hf_transfer may be missing.
-        {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "0"},
-        # The unprivileged user below has no home directory; keep the library's state in /tmp.
-        {"name": "HF_HOME", "value": c.DOWNLOAD_HF_HOME},
-    ]
-    containers = [
-        {
-            "name": step.name,
-            "image": spec.tier.image,
-            "imagePullPolicy": "IfNotPresent",
-            "command": list(step.command),
-            "env": [*common, *step.env],
-            "resources": {
-                "requests": dict(c.DOWNLOAD_RESOURCES["requests"]),
-                "limits": dict(c.DOWNLOAD_RESOURCES["limits"]),
-            },
-            "volumeMounts": [{"name": c.WEIGHTS_VOLUME, "mountPath": c.WEIGHTS_MOUNT_PATH}],
-        }
-        for step in spec.engine.weights_download(spec)
-    ]
+    containers = download_containers(spec, hf_endpoint=hf_endpoint)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

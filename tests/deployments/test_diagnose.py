@@ -7,19 +7,26 @@ from typing import Any
 
 import pytest
 from kubernetes.client import (
+    CoreV1Event,
     V1ContainerState,
+    V1ContainerStateRunning,
     V1ContainerStateTerminated,
     V1ContainerStateWaiting,
     V1ContainerStatus,
     V1ObjectMeta,
+    V1ObjectReference,
     V1Pod,
     V1PodCondition,
     V1PodStatus,
 )
 
 from deployments.rollout import UNSCHEDULABLE_GRACE_SECONDS
+from deployments.serving_checks import (
+    MULTI_ATTACH_GRACE_SECONDS,
+    diagnose_download,
+    init_progress,
+)
 from deployments.serving_checks import diagnose as diagnose_with_logs
-from deployments.serving_checks import diagnose_download
 from engines import ENGINES
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -267,3 +274,124 @@ def test_a_download_pod_that_is_only_starting_is_not_a_failure() -> None:
     assert unscheduled.status is not None
     unscheduled.status.conditions = [UNSCHEDULABLE]
     assert diagnose_download([unscheduled]) is None
+
+
+# --- weights volumes on real storage -------------------------------------------------------
+
+MULTI_ATTACH = (
+    'Multi-Attach error for volume "pvc-7f3a" Volume is already used by pod(s) tgi-chat-blue-xyz'
+)
+
+
+def attach_event(pod_name: str, first_seen: datetime, message: str = MULTI_ATTACH) -> CoreV1Event:
+    return CoreV1Event(
+        metadata=V1ObjectMeta(name=f"{pod_name}.1", namespace="tenant-acme"),
+        involved_object=V1ObjectReference(kind="Pod", name=pod_name, namespace="tenant-acme"),
+        reason="FailedAttachVolume",
+        type="Warning",
+        message=message,
+        first_timestamp=first_seen,
+        last_timestamp=NOW,
+        count=4,
+    )
+
+
+def creating() -> V1Pod:
+    waiting = pod(waiting=V1ContainerStateWaiting(reason="ContainerCreating"))
+    assert waiting.status is not None
+    waiting.status.phase = "Pending"
+    return waiting
+
+
+def test_a_multi_attach_error_fails_with_the_volume_the_other_pod_and_the_strategies() -> None:
+    stuck = creating()
+    since = NOW - timedelta(minutes=5)
+    late = attach_event(
+        "tgi-chat-green-abc", NOW - timedelta(seconds=MULTI_ATTACH_GRACE_SECONDS + 1)
+    )
+
+    reason, remedy = diagnose_with_logs([stuck], NOW, since, read_log=no_logs, events=[late])  # type: ignore[misc]
+
+    assert "tgi-chat-green-abc" in reason
+    assert '"pvc-7f3a"' in reason and "tgi-chat-blue-xyz" in reason
+    assert "ReadWriteOnce" in remedy and "shared-volume" in remedy and "node-local" in remedy
+
+
+def test_a_multi_attach_error_waits_for_a_detach_in_progress_and_ignores_other_pods() -> None:
+    stuck = creating()
+    since = NOW - timedelta(minutes=5)
+    fresh = attach_event("tgi-chat-green-abc", NOW - timedelta(seconds=5))
+    elsewhere = attach_event("tgi-other-green-def", NOW - timedelta(minutes=3))
+    other_error = attach_event(
+        "tgi-chat-green-abc", NOW - timedelta(minutes=3), message="rpc error: timeout"
+    )
+
+    assert (
+        diagnose_with_logs(
+            [stuck], NOW, since, read_log=no_logs, events=[fresh, elsewhere, other_error]
+        )
+        is None
+    )
+
+
+def test_a_volume_zone_conflict_is_not_blamed_on_missing_gpus() -> None:
+    conflict = V1PodCondition(
+        type="PodScheduled",
+        status="False",
+        reason="Unschedulable",
+        message="0/4 nodes are available: 2 node(s) had volume node affinity conflict, "
+        "2 node(s) didn't match Pod's node affinity/selector.",
+    )
+    pending = pod(conditions=[conflict])
+    assert diagnose([pending], NOW, NOW - timedelta(seconds=2)) is None
+
+    reason, remedy = diagnose(
+        [pending], NOW, NOW - timedelta(seconds=UNSCHEDULABLE_GRACE_SECONDS + 1)
+    )  # type: ignore[misc]
+
+    assert "volume node affinity conflict" in reason
+    assert "another zone" in remedy and "shared-volume" in remedy and "one zone" in remedy
+    assert "no free GPUs" not in remedy
+
+
+def node_local_pod(init_state: V1ContainerState, restarts: int = 0) -> V1Pod:
+    started = creating()
+    assert started.status is not None
+    started.status.init_container_statuses = [
+        V1ContainerStatus(
+            name="download-weights",
+            image="ghcr.io/huggingface/text-generation-inference:3.3.6",
+            image_id="",
+            ready=False,
+            restart_count=restarts,
+            state=init_state,
+        )
+    ]
+    return started
+
+
+def test_a_node_local_download_shows_its_progress_and_fails_when_it_keeps_failing() -> None:
+    running = node_local_pod(V1ContainerState(running=V1ContainerStateRunning()))
+    crashing = node_local_pod(
+        V1ContainerState(waiting=V1ContainerStateWaiting(reason="CrashLoopBackOff")), restarts=3
+    )
+
+    assert init_progress([running]) == (
+        "tgi-chat-green-abc: downloading weights (download-weights running)"
+    )
+    assert diagnose([running], NOW, NOW) is None
+    reason, remedy = diagnose_with_logs(
+        [crashing], NOW, NOW, read_log=lambda *_: ["401 Client Error: Unauthorized"]
+    )  # type: ignore[misc]
+    assert "weight download (download-weights)" in reason and "401" in reason
+    assert "Hub token" in remedy
+
+
+def test_a_node_local_download_whose_image_cannot_be_pulled_is_diagnosed() -> None:
+    pulling = node_local_pod(
+        V1ContainerState(
+            waiting=V1ContainerStateWaiting(reason="ImagePullBackOff", message="not found")
+        )
+    )
+    reason, remedy = diagnose([pulling], NOW, NOW)  # type: ignore[misc]
+    assert "cannot be pulled" in reason and "engine image" in remedy

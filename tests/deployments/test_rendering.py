@@ -35,6 +35,7 @@ from deployments.rendering import (
     render_network_policy,
     render_services,
     render_tenant_namespace,
+    render_weights,
     render_weights_download_job,
     render_weights_pvc,
     sanitize_label_value,
@@ -572,11 +573,73 @@ def test_weights_pvc_belongs_to_the_model_revision() -> None:
     assert pvc["metadata"]["labels"]["inference.portal/model-sha"] == SHA
     assert "ownerReferences" not in pvc["metadata"]  # shared by deployments of the tenant
 
-    shared = render_weights_pvc(
-        make_spec(), storage_class_name="filestore", access_mode="ReadWriteMany"
+
+def test_shared_volume_weights_are_one_readwritemany_pvc_every_pod_mounts_read_only() -> None:
+    spec = make_spec(
+        tier=make_tier(weights_strategy="shared-volume", weights_storage_class="filestore")
     )
-    assert shared["spec"]["storageClassName"] == "filestore"
-    assert shared["spec"]["accessModes"] == ["ReadWriteMany"]
+    pvc, job = render_weights(spec, hf_endpoint=None)
+
+    assert pvc["spec"]["storageClassName"] == "filestore"
+    # ReadOnlyMany would refuse the download Job's writes; the pods mount it read-only.
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert job["kind"] == "Job"
+    pod = render_colour_deployment(spec, "green")["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert pod["volumes"][0] == {
+        "name": "weights",
+        "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"], "readOnly": True},
+    }
+
+
+def test_a_shared_volume_without_a_storage_class_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"tier\.weights_storage_class"):
+        make_tier(weights_strategy="shared-volume")
+    with pytest.raises(SpecError, match=r"tier\.weights_strategy"):
+        make_tier(weights_strategy="nfs")
+
+
+def test_node_local_weights_have_no_pvc_and_each_pod_downloads_into_its_own_disk() -> None:
+    spec = make_spec(tier=make_tier(weights_strategy="node-local"))
+    job_pod = render_weights_download_job(spec, hf_endpoint="http://hub:8080")["spec"]
+    job_containers = [*job_pod["template"]["spec"]["initContainers"]]
+    job_containers += job_pod["template"]["spec"]["containers"]
+
+    assert render_weights(spec, hf_endpoint="http://hub:8080") == []
+    with pytest.raises(SpecError, match="uses no volume"):
+        render_weights_pvc(spec)
+    pod = render_colour_deployment(spec, "blue", hf_endpoint="http://hub:8080")["spec"]["template"][
+        "spec"
+    ]
+    # The very download steps of the Job, in the same order, writing the pod's own emptyDir.
+    same = ("name", "image", "command", "env", "volumeMounts", "securityContext")
+    assert [{k: c[k] for k in same} for c in pod["initContainers"]] == [
+        {k: c[k] for k in same} for c in job_containers
+    ]
+    # Requests equal to limits in every container keep the serving pod Guaranteed QoS.
+    assert all(
+        c["resources"]["requests"] == c["resources"]["limits"] for c in pod["initContainers"]
+    )
+    assert pod["volumes"][0] == {
+        "name": "weights",
+        "emptyDir": {"sizeLimit": f"{weights_request_gib(spec.model.weights_size_bytes)}Gi"},
+    }
+    (server,) = pod["containers"]
+    weights_mount = next(m for m in server["volumeMounts"] if m["name"] == "weights")
+    assert weights_mount["readOnly"] is True
+    assert all("readOnly" not in m for c in pod["initContainers"] for m in c["volumeMounts"])
+    # The download runs unprivileged; the engine container keeps its image's user.
+    assert all(c["securityContext"]["runAsNonRoot"] for c in pod["initContainers"])
+    assert "securityContext" not in server
+    assert [m["kind"] for m in render_all(spec, "blue", "green", hf_endpoint=None)].count(
+        "PersistentVolumeClaim"
+    ) == 0
+
+
+def test_single_node_volume_keeps_readwriteonce_on_the_default_class() -> None:
+    pvc = render_weights_pvc(make_spec(tier=make_tier(weights_strategy="single-node-volume")))
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert "storageClassName" not in pvc["spec"]
 
 
 def test_download_job_runs_the_engines_own_download_tools_into_the_pvc() -> None:

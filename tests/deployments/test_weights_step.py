@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from kubernetes.client import (
+    CoreV1Event,
+    CoreV1EventList,
     V1ContainerState,
     V1ContainerStateWaiting,
     V1ContainerStatus,
     V1ObjectMeta,
+    V1ObjectReference,
     V1Pod,
     V1PodList,
     V1PodStatus,
@@ -136,3 +143,69 @@ def test_a_download_past_its_deadline_names_the_deadline(
     assert result.fail
     assert "did not finish within its deadline (21600 s)" in result.fail
     assert result.remedy and "Hub" in result.remedy
+
+
+def test_node_local_weights_have_nothing_to_wait_for_and_say_so(
+    context: rollout.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = Cluster({}, [])
+    use(monkeypatch, cluster)
+    local = dataclasses.replace(
+        context.spec, tier=dataclasses.replace(context.spec.tier, weights_strategy="node-local")
+    )
+    result = rollout.step_weights(dataclasses.replace(context, spec=local))
+    assert result.next_state == "creating" and not result.fail
+    assert "init container" in result.message
+    assert {m["kind"] for m in cluster.applied}.isdisjoint({"PersistentVolumeClaim", "Job"})
+
+
+class Waiting:
+    """The new side not available yet: its pod waits for its volume; the events say why."""
+
+    def __init__(self, pod: V1Pod, events: list[CoreV1Event]) -> None:
+        self.pod = pod
+        self.events = events
+        self.event_lists = 0
+
+    def read_namespaced_deployment_status(self, name: str, namespace: str) -> Any:
+        return SimpleNamespace(
+            metadata=SimpleNamespace(name=name, generation=1),
+            status=SimpleNamespace(observed_generation=1, available_replicas=0, updated_replicas=1),
+        )
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str) -> V1PodList:
+        return V1PodList(items=[self.pod])
+
+    def list_namespaced_event(self, namespace: str, field_selector: str) -> CoreV1EventList:
+        assert field_selector == "reason=FailedAttachVolume"
+        self.event_lists += 1
+        return CoreV1EventList(items=self.events)
+
+
+def test_a_pod_stuck_on_a_readwriteonce_volume_fails_the_rollout_instead_of_hanging(
+    context: rollout.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = timezone.now()
+    stuck = V1Pod(
+        metadata=V1ObjectMeta(name="tgi-chat-blue-abc", namespace=context.namespace),
+        status=V1PodStatus(phase="Pending"),
+    )
+    event = CoreV1Event(
+        metadata=V1ObjectMeta(name="tgi-chat-blue-abc.1"),
+        involved_object=V1ObjectReference(kind="Pod", name="tgi-chat-blue-abc"),
+        reason="FailedAttachVolume",
+        message='Multi-Attach error for volume "pvc-1" Volume is already used by pod(s) old-pod',
+        first_timestamp=now - timedelta(seconds=45),
+    )
+    cluster = Waiting(stuck, [event])
+    monkeypatch.setattr(kube, "core", lambda: cluster)
+    monkeypatch.setattr(rollout, "_apps", lambda: cluster)
+
+    context.rollout.state_entered_at = now - timedelta(seconds=5)
+    assert not rollout.step_waiting_ready(context).fail  # within the grace: not even listed
+    assert cluster.event_lists == 0
+
+    context.rollout.state_entered_at = now - timedelta(seconds=60)
+    result = rollout.step_waiting_ready(context)
+    assert "Multi-Attach error" in result.fail and "old-pod" in result.fail
+    assert "shared-volume" in result.remedy

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from deployments.rendering.constants import WEIGHTS_STRATEGIES
 from portal.env import Env, database_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,6 +109,17 @@ class TestProcessStart:
         result = run_manage("check", API_TOKEN_DEFAULT_DAYS="ninety")
         assert result.returncode != 0
         assert "API_TOKEN_DEFAULT_DAYS='ninety' is not a whole number" in result.stderr
+
+    def test_a_shared_weights_volume_without_a_storage_class_fails_at_start(self) -> None:
+        result = run_manage("check", WEIGHTS_STRATEGY="shared-volume", WEIGHTS_STORAGE_CLASS="")
+        assert result.returncode != 0
+        assert "WEIGHTS_STRATEGY=shared-volume needs WEIGHTS_STORAGE_CLASS" in result.stderr
+
+    def test_an_unknown_weights_strategy_names_the_renderers_strategies(self) -> None:
+        result = run_manage("check", WEIGHTS_STRATEGY="nfs")
+        assert result.returncode != 0
+        # The setting offers exactly the strategies the renderers know.
+        assert f"must be one of: {', '.join(WEIGHTS_STRATEGIES)}" in result.stderr
 
     def test_production_settings_pass_check_deploy_without_warnings(self) -> None:
         result = run_manage(
