@@ -31,8 +31,10 @@ FAILED_ATTACH_VOLUME = "FailedAttachVolume"
 MULTI_ATTACH_ERROR = "Multi-Attach error"
 MULTI_ATTACH_GRACE_SECONDS = 30
 # The scheduler's VolumeBinding plugin (pkg/scheduler/framework/plugins/volumebinding:
-# ErrReasonNodeConflict) when a bound zonal volume's nodeAffinity excludes every fitting node.
-VOLUME_NODE_CONFLICT = "volume node affinity conflict"
+# ErrReasonNodeConflict) when a bound zonal volume's nodeAffinity excludes every fitting node:
+# "node(s) didn't match PersistentVolume's node affinity" in current releases, "node(s) had
+# volume node affinity conflict" in older ones.
+VOLUME_NODE_CONFLICTS = ("didn't match PersistentVolume's node affinity", "volume node affinity")
 MULTI_ATTACH_REMEDY = (
     "the weights volume is ReadWriteOnce and attaches to one node; set the tier's weights "
     "strategy to shared-volume with a ReadWriteMany storage class, or node-local"
@@ -227,7 +229,7 @@ def diagnose(
                 and condition.reason == "Unschedulable"
                 and (now - since).total_seconds() > UNSCHEDULABLE_GRACE_SECONDS
             ):
-                if VOLUME_NODE_CONFLICT in (condition.message or ""):
+                if any(text in (condition.message or "") for text in VOLUME_NODE_CONFLICTS):
                     return (
                         f"pod {name} cannot be scheduled next to its weights volume: "
                         f"{condition.message}",

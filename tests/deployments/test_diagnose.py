@@ -334,12 +334,19 @@ def test_a_multi_attach_error_waits_for_a_detach_in_progress_and_ignores_other_p
     )
 
 
-def test_a_volume_zone_conflict_is_not_blamed_on_missing_gpus() -> None:
+@pytest.mark.parametrize(
+    "conflict_text",
+    [
+        "2 node(s) didn't match PersistentVolume's node affinity",  # Kubernetes 1.35
+        "2 node(s) had volume node affinity conflict",  # older schedulers
+    ],
+)
+def test_a_volume_zone_conflict_is_not_blamed_on_missing_gpus(conflict_text: str) -> None:
     conflict = V1PodCondition(
         type="PodScheduled",
         status="False",
         reason="Unschedulable",
-        message="0/4 nodes are available: 2 node(s) had volume node affinity conflict, "
+        message=f"0/4 nodes are available: {conflict_text}, "
         "2 node(s) didn't match Pod's node affinity/selector.",
     )
     pending = pod(conditions=[conflict])
@@ -349,7 +356,7 @@ def test_a_volume_zone_conflict_is_not_blamed_on_missing_gpus() -> None:
         [pending], NOW, NOW - timedelta(seconds=UNSCHEDULABLE_GRACE_SECONDS + 1)
     )  # type: ignore[misc]
 
-    assert "volume node affinity conflict" in reason
+    assert conflict_text in reason
     assert "another zone" in remedy and "shared-volume" in remedy and "one zone" in remedy
     assert "no free GPUs" not in remedy
 
