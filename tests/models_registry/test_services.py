@@ -98,7 +98,11 @@ def test_registering_a_model_twice_is_a_conflict(world: World) -> None:
 
 def test_custom_code_blocks_deployment_until_a_platform_admin_approves(world: World) -> None:
     model = services.register_model(maintainer(world), world.tenant_a, repo_id=hub.CUSTOM_CODE_ID)
-    assert "a platform admin must approve trust_remote_code" in services.deployment_blockers(model)
+    assert model.current_revision is not None
+    sha = model.current_revision.commit_sha
+    assert services.deployment_blockers(model) == [
+        f"a platform admin must approve trust_remote_code for commit {sha[:12]}"
+    ]
     with pytest.raises(Forbidden) as refused:
         services.approve_remote_code(Actor(world.users["owner_a"], "cli"), model)
     assert refused.value.message == "only platform admins can approve remote code"
