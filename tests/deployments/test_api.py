@@ -115,7 +115,7 @@ def test_node_pools_report_free_gpus_of_the_local_cluster(world: World, portal_k
     assert response.status_code == 200
     pools = {p["pool"]: p for p in response.json()["pools"]}
     l4 = pools["l4"]
-    assert l4["nodes"] == 3 and l4["allocatable_gpus"] == 3 and l4["gpu_product"] == "NVIDIA-L4"
+    assert l4["nodes"] == 4 and l4["allocatable_gpus"] == 4 and l4["gpu_product"] == "NVIDIA-L4"
     assert l4["free_gpus"] == l4["allocatable_gpus"] - l4["requested_gpus"]
     assert sum(l4["free_gpus_per_node"].values()) == l4["free_gpus"]
 

@@ -178,11 +178,13 @@ def test_over_quota_and_unschedulable_are_refused_before_anything_exists(fleet: 
     assert (
         "needs 2 GPUs" in over_quota.value.message and "quota is 1 GPUs" in over_quota.value.message
     )
-    tenant_services.update_quota(admin, fleet.tenant, {"max_gpus": 16})
+    tenant_services.update_quota(
+        admin, fleet.tenant, {"max_gpus": 16, "max_replicas_per_deployment": 8}
+    )
     with pytest.raises(AdmissionRefused) as unschedulable:
-        fleet.deploy(tier="l4", replicas=4, max_replicas=4)  # the l4 pool has 3 one-GPU nodes
-    assert "the tier's 3 nodes" in unschedulable.value.message
-    assert "needs 4 replicas" in unschedulable.value.message
+        fleet.deploy(tier="l4", replicas=5, max_replicas=5)  # the l4 pool has 4 one-GPU nodes
+    assert "the tier's 4 nodes" in unschedulable.value.message
+    assert "needs 5 replicas" in unschedulable.value.message
     assert not Deployment.objects.filter(name="chat").exists()
     assert deployments_of(fleet) == []
     assert (

@@ -291,7 +291,7 @@ def test_tier_admin_shows_live_pool_capacity(world: World, portal_kube: None) ->
 
     tier = Tier.objects.get(slug="l4")
     page = world.client_for("admin").get(reverse("admin:deployments_tier_change", args=[tier.pk]))
-    assert re.search(r"3 nodes \(NVIDIA-L4\): 3 GPUs allocatable", page.content.decode())
+    assert re.search(r"4 nodes \(NVIDIA-L4\): 4 GPUs allocatable", page.content.decode())
 
 
 # --- the new-revision form ------------------------------------------------------------------

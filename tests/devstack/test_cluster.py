@@ -163,7 +163,7 @@ def test_one_gpu_pod_becomes_ready_on_an_l4_node(k8s: K8sClients, namespace: str
     def ready_pod() -> Any:
         return next((p for p in pods_of(k8s, namespace, "small") if is_ready(p)), None)
 
-    # Only 3 L4 GPUs exist and other suites' pods may still be terminating on them, hence the
+    # Only 4 L4 GPUs exist and other suites' pods may still be terminating on them, hence the
     # generous timeout and the occupancy report on failure.
     pod = wait_for(
         ready_pod,
@@ -209,7 +209,7 @@ def test_gpu_resource_quota_rejects_pods_over_quota(k8s: K8sClients, namespace: 
     assert "exceeded quota" in (excinfo.value.body or "")
     pod["metadata"]["name"] = "one-gpu"
     pod["spec"]["containers"][0]["resources"]["limits"][GPU_RESOURCE] = "1"
-    pod["spec"]["nodeSelector"] = {POOL_LABEL: "h100-80g"}  # leave the 3 scarce L4s alone
+    pod["spec"]["nodeSelector"] = {POOL_LABEL: "h100-80g"}  # leave the 4 scarce L4s alone
     k8s.core.create_namespaced_pod(namespace, pod)  # within quota: admitted
 
 
