@@ -351,6 +351,17 @@ def _check_server(http: httpx.Client, who: str, spec: ServingSpec) -> str:
     return ""
 
 
+def _working_container(pod: Any) -> str | None:
+    """The download step at work: the first init container that has not finished well (TGI's
+    download-weights runs before the tokenizer download), else the main container."""
+    for status in (pod.status.init_container_statuses if pod.status else None) or []:
+        done = status.state.terminated if status.state else None
+        if done is None or done.exit_code != 0:
+            return str(status.name)
+    containers = pod.spec.containers if pod.spec else None
+    return str(containers[0].name) if containers else None
+
+
 def _last_log_line(namespace: str, labels: dict[str, str]) -> str:
     """The download pod's last log line, or its phase where the node serves no logs."""
     selector = label_selector(labels)
@@ -362,7 +373,9 @@ def _last_log_line(namespace: str, labels: dict[str, str]) -> str:
         pod = pods[-1]
         phase = (pod.status.phase if pod.status else None) or phase
         name = pod.metadata.name if pod.metadata else ""
-        text = kube.core().read_namespaced_pod_log(str(name), namespace, tail_lines=1)
+        text = kube.core().read_namespaced_pod_log(
+            str(name), namespace, container=_working_container(pod), tail_lines=1
+        )
     except ApiException:
         return f"download pod {phase.lower()}"
     return (text or "").strip() or f"download pod {phase.lower()}"

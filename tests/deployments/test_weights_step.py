@@ -12,17 +12,20 @@ from django.utils import timezone
 from kubernetes.client import (
     CoreV1Event,
     CoreV1EventList,
+    V1Container,
     V1ContainerState,
+    V1ContainerStateRunning,
     V1ContainerStateWaiting,
     V1ContainerStatus,
     V1ObjectMeta,
     V1ObjectReference,
     V1Pod,
     V1PodList,
+    V1PodSpec,
     V1PodStatus,
 )
 
-from deployments import rollout
+from deployments import rollout, serving_checks
 from deployments.models import DeploymentRevision, Rollout
 from portal import kube
 from tests.fixtures.personas import World
@@ -209,3 +212,46 @@ def test_a_pod_stuck_on_a_readwriteonce_volume_fails_the_rollout_instead_of_hang
     result = rollout.step_waiting_ready(context)
     assert "Multi-Attach error" in result.fail and "old-pod" in result.fail
     assert "shared-volume" in result.remedy
+
+
+def test_progress_reads_the_download_step_at_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TGI's download runs download-weights as an init container before the tokenizer step:
+    the progress line comes from the step that runs, not from the one still waiting for it."""
+
+    def status(name: str, state: V1ContainerState) -> V1ContainerStatus:
+        return V1ContainerStatus(
+            name=name, image="i", image_id="", ready=False, restart_count=0, state=state
+        )
+
+    pod = V1Pod(
+        metadata=V1ObjectMeta(name="weights-x-download-abcde"),
+        spec=V1PodSpec(containers=[V1Container(name="tokenizer-files")]),
+        status=V1PodStatus(
+            phase="Pending",
+            init_container_statuses=[
+                status("download-weights", V1ContainerState(running=V1ContainerStateRunning()))
+            ],
+            container_statuses=[
+                status(
+                    "tokenizer-files",
+                    V1ContainerState(waiting=V1ContainerStateWaiting(reason="PodInitializing")),
+                )
+            ],
+        ),
+    )
+    asked: list[str | None] = []
+
+    class Core:
+        def list_namespaced_pod(self, namespace: str, label_selector: str) -> V1PodList:
+            return V1PodList(items=[pod])
+
+        def read_namespaced_pod_log(
+            self, name: str, namespace: str, container: str | None = None, **_: Any
+        ) -> str:
+            asked.append(container)
+            return "Download file: model-00001-of-00004.safetensors\n"
+
+    monkeypatch.setattr(serving_checks.kube, "core", lambda: Core())
+    line = serving_checks._last_log_line("tenant-a", {"job-name": "weights-x-download"})
+    assert line == "Download file: model-00001-of-00004.safetensors"
+    assert asked == ["download-weights"]

@@ -27,6 +27,19 @@ from tests.fixtures.cluster import wait_for
 from tests.fixtures.personas import World
 
 
+def _download_statuses(pods: list[Any]) -> list[Any]:
+    """Every download step's container status: TGI's image downloads in two steps,
+    download-weights first (an init container), then the tokenizer files."""
+    return [
+        status
+        for pod in pods
+        for status in [
+            *(pod.status.init_container_statuses or []),
+            *(pod.status.container_statuses or []),
+        ]
+    ]
+
+
 def _saved() -> tuple[int, int, int]:
     return (
         RegisteredModel.objects.count(),
@@ -96,7 +109,11 @@ def test_weights_download_retries_while_the_hub_is_unreachable(fleet: Fleet) -> 
             (s.last_state and s.last_state.terminated and s.last_state.terminated.exit_code)
             or (s.state and s.state.terminated and s.state.terminated.exit_code)
             for p in pods
-            for s in p.status.container_statuses or []
+            # TGI's image downloads in two steps, download-weights first (an init container)
+            for s in [
+                *(p.status.init_container_statuses or []),
+                *(p.status.container_statuses or []),
+            ]
         )
 
     # huggingface_hub itself retries a refused connection for about 23 s before giving up.
@@ -127,7 +144,7 @@ def test_a_hub_failure_during_the_download_only_delays_the_rollout(
     pods = fleet.k8s.core.list_namespaced_pod(
         fleet.tenant.namespace, label_selector="app.kubernetes.io/component=weights-download"
     ).items
-    assert sum(s.restart_count for p in pods for s in p.status.container_statuses or []) >= 1
+    assert sum(s.restart_count for s in _download_statuses(pods)) >= 1
 
     fleet.delete(deployment)
     assert_nothing_left(fleet)
