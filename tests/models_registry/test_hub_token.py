@@ -13,11 +13,14 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
+from deployments.rendering.tenant import render_namespace, render_tenant_namespace
+from deployments.specs import tenant_spec
 from devstack.hub import fixtures as hub
 from devstack.hub.server import HubControl
 from models_registry import services
 from models_registry.models import HubCredential, RegisteredModel
 from models_registry.tasks import recheck_gated_access
+from portal import kube
 from tenants.models import AuditEvent, Tenant
 from tests.fixtures.personas import World
 
@@ -57,6 +60,23 @@ def test_valid_token_is_stored_in_the_tenant_secret(
     credential = HubCredential.objects.get(tenant=cluster_tenant)
     assert credential.set_by == world.users["owner_a"]
     assert AuditEvent.objects.filter(action="hub_token.set", tenant=cluster_tenant).exists()
+
+
+def test_setting_and_rotating_the_token_keeps_every_namespace_label(
+    world: World, cluster_tenant: Tenant, k8s: Any
+) -> None:
+    """The token's writer applies the tenant Namespace from the one rendering the rollouts use:
+    a Namespace applied with fewer labels under the same field manager would drop the rest
+    (server-side apply), e.g. the Pod Security level."""
+    expected = render_namespace(cluster_tenant.slug, cluster_tenant.namespace)["metadata"]
+    for manifest in render_tenant_namespace(tenant_spec(cluster_tenant)):  # as a rollout does
+        kube.apply(manifest)
+    for token in (hub.TOKEN_READ, hub.TOKEN_READ):  # set, then rotate
+        assert put_token(world, token).status_code == 200
+        labels = k8s.core.read_namespace(cluster_tenant.namespace).metadata.labels
+        assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+        assert labels["app.kubernetes.io/part-of"] == "inference-portal"
+        assert expected["labels"].items() <= labels.items()
 
 
 def test_invalid_token_is_refused_and_nothing_is_stored(
