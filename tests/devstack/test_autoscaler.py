@@ -139,8 +139,9 @@ def test_pending_gpu_pod_gets_a_new_node_which_goes_away_when_idle(
     assert labels[nodes.GPU_MEMORY_LABEL] == "23034"
     assert labels[nodes.INSTANCE_TYPE_LABEL] == "g2-standard-24"
     assert labels["nvidia.com/gpu.present"] == "true"
-    assert labels[autoscaler.ZONE_LABEL] in ("us-central1-a", "us-central1-b")
-    assert labels[autoscaler.REGION_LABEL] == "us-central1"
+    (declared,) = [p for p in autoscaler.load_autoscaled_pools() if p.name == POOL]
+    assert labels[autoscaler.ZONE_LABEL] in declared.zones
+    assert labels[autoscaler.REGION_LABEL] == declared.region
     assert node.status.capacity[GPU_RESOURCE] == "1"
     assert node.status.allocatable[GPU_RESOURCE] == "1"
     assert node.status.capacity["cpu"] == "24"

@@ -44,9 +44,12 @@ def _free_port() -> int:
 
 
 def _make_checkout(path: Path) -> Path:
-    shutil.copytree(
-        REPO / "devstack", path / "devstack", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    # devstack, and the product packages it renders shipped config from (the local
+    # Prometheus loads deploy/prometheus' scrape config through deployments.rendering).
+    for package in ("devstack", "deployments", "engines", "deploy"):
+        shutil.copytree(
+            REPO / package, path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     return path
 
 
