@@ -164,7 +164,7 @@ class TGIEngine:
         # .bin-only checkpoint converted to safetensors, which the read-only serving pods could
         # not do) into huggingface_hub's cache (HF_HUB_CACHE). It fetches no tokenizer, which
         # the router and the shards then read from the cache offline: huggingface_hub's CLI,
-        # installed in the image with the server, fetches the rest of the snapshot.
+        # installed in the image with the server, fetches the whole snapshot.
         weights = DownloadStep(
             name="download-weights",
             command=[
@@ -176,7 +176,13 @@ class TGIEngine:
             ],
             env=[{"name": "HF_HUB_CACHE", "value": self.hub_cache_path}],
         )
-        return [weights, hub_snapshot_step(spec, "huggingface-cli", self.hub_cache_path)]
+        # The snapshot first: huggingface_hub's snapshot_download, asked for a commit whose
+        # snapshot folder exists, answers a failed Hub call (a 5xx, a timeout) with that local
+        # folder and success. After download-weights had made the folder, one Hub hiccup left a
+        # snapshot without tokenizer that the engine then could not start from. Before it, a
+        # hiccup fails the step and the Job retries it; download-weights then finds the
+        # safetensors in place (and converts a .bin-only checkpoint).
+        return [hub_snapshot_step(spec, "huggingface-cli", self.hub_cache_path), weights]
 
     # --- the gateway's token count (router/src/server.rs tokenize, chat_tokenize) -----------
 

@@ -645,8 +645,8 @@ def test_single_node_volume_keeps_readwriteonce_on_the_default_class() -> None:
 def test_download_job_runs_the_engines_own_download_tools_into_the_pvc() -> None:
     job = render_weights_download_job(make_spec(), hf_endpoint="http://hub.devstack:8080")
     pod = job["spec"]["template"]["spec"]
-    (weights,) = pod["initContainers"]
-    (rest,) = pod["containers"]
+    (snapshot,) = pod["initContainers"]
+    (weights,) = pod["containers"]
 
     assert job["metadata"]["name"] == "weights-llama-3-1-8b-0e9e39f2-download"
     assert "ownerReferences" not in job["metadata"]
@@ -654,18 +654,19 @@ def test_download_job_runs_the_engines_own_download_tools_into_the_pvc() -> None
     assert job["spec"]["ttlSecondsAfterFinished"] > 0
     assert job["spec"]["activeDeadlineSeconds"] == 6 * 3600
     assert pod["restartPolicy"] == "OnFailure"
-    # The tier's TGI image, whose tools are TGI's own downloader (weights, .bin converted to
-    # safetensors) and huggingface_hub's CLI for the tokenizer and config files.
-    assert weights["image"] == rest["image"] == IMAGE
+    # The tier's TGI image, whose tools are huggingface_hub's CLI for the whole snapshot
+    # (first: a Hub error then fails the step rather than leaving a snapshot without its
+    # tokenizer) and TGI's own downloader (.bin converted to safetensors).
+    assert weights["image"] == snapshot["image"] == IMAGE
     assert weights["command"] == [
         "text-generation-server", "download-weights",
         "meta-llama/Llama-3.1-8B-Instruct", "--revision", SHA,
     ]  # fmt: skip
-    assert rest["command"] == [
+    assert snapshot["command"] == [
         "huggingface-cli", "download", "meta-llama/Llama-3.1-8B-Instruct",
         "--revision", SHA, "--cache-dir", "/data",
     ]  # fmt: skip
-    for container in (weights, rest):
+    for container in (weights, snapshot):
         assert "args" not in container and "workingDir" not in container
         env = env_of(container)
         assert env["HF_TOKEN"] == {

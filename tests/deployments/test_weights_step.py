@@ -215,7 +215,7 @@ def test_a_pod_stuck_on_a_readwriteonce_volume_fails_the_rollout_instead_of_hang
 
 
 def test_progress_reads_the_download_step_at_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TGI's download runs download-weights as an init container before the tokenizer step:
+    """TGI's download runs the snapshot download as an init container before download-weights:
     the progress line comes from the step that runs, not from the one still waiting for it."""
 
     def status(name: str, state: V1ContainerState) -> V1ContainerStatus:
@@ -225,15 +225,15 @@ def test_progress_reads_the_download_step_at_work(monkeypatch: pytest.MonkeyPatc
 
     pod = V1Pod(
         metadata=V1ObjectMeta(name="weights-x-download-abcde"),
-        spec=V1PodSpec(containers=[V1Container(name="tokenizer-files")]),
+        spec=V1PodSpec(containers=[V1Container(name="download-weights")]),
         status=V1PodStatus(
             phase="Pending",
             init_container_statuses=[
-                status("download-weights", V1ContainerState(running=V1ContainerStateRunning()))
+                status("download", V1ContainerState(running=V1ContainerStateRunning()))
             ],
             container_statuses=[
                 status(
-                    "tokenizer-files",
+                    "download-weights",
                     V1ContainerState(waiting=V1ContainerStateWaiting(reason="PodInitializing")),
                 )
             ],
@@ -254,4 +254,4 @@ def test_progress_reads_the_download_step_at_work(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(serving_checks.kube, "core", lambda: Core())
     line = serving_checks._last_log_line("tenant-a", {"job-name": "weights-x-download"})
     assert line == "Download file: model-00001-of-00004.safetensors"
-    assert asked == ["download-weights"]
+    assert asked == ["download"]

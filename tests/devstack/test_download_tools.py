@@ -107,9 +107,9 @@ def test_tgi_job_fills_the_cache_the_offline_server_reads(local_hub: str, tmp_pa
         "HF_HOME": str(tmp_path / "home"),
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
-    weights, rest = job_containers("tgi", hub.MISTRAL_7B_ID, sha)
+    snapshot_step, weights = job_containers("tgi", hub.MISTRAL_7B_ID, sha)
     cache = tmp_path / "data"
-    for container in (weights, rest):
+    for container in (snapshot_step, weights):
         # The Job's own variables, with the volume where this test keeps it.
         step_env = env | {e["name"]: e["value"] for e in container["env"] if "value" in e}
         step_env["HF_HUB_CACHE"] = str(cache)
@@ -118,12 +118,13 @@ def test_tgi_job_fills_the_cache_the_offline_server_reads(local_hub: str, tmp_pa
         argv = [str(cache) if a == "/data" else a for a in argv]
         done = _run(argv, step_env)
         assert done.returncode == 0, done.stdout + done.stderr
-        if container is weights:
-            assert "Download file: " in done.stdout
+        if container is snapshot_step:
+            # The whole snapshot first, tokenizer and config included.
             snapshot = find_snapshot(cache, hub.MISTRAL_7B_ID, sha)
-            assert not (snapshot / "tokenizer.json").exists()  # TGI's tool fetches weights only
+            assert (snapshot / "tokenizer.json").exists()
     snapshot = find_snapshot(cache, hub.MISTRAL_7B_ID, sha)
     assert (snapshot / "tokenizer.json").exists() and (snapshot / "config.json").exists()
+    # download-weights, second, finds the safetensors in place and downloads nothing again.
     again = _run(
         list(runtime.download_argv("tgi", weights, {}) or []),
         env | {"HF_HUB_CACHE": str(cache), "HF_ENDPOINT": local_hub},
