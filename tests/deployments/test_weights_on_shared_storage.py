@@ -13,10 +13,15 @@ import pytest
 from deployments import services
 from deployments.choices import RolloutState as S
 from deployments.models import Tier
-from deployments.rendering.constants import COMPONENT_WEIGHTS, COMPONENT_WEIGHTS_DOWNLOAD
+from deployments.rendering.constants import (
+    COMPONENT_INFERENCE_SERVER,
+    COMPONENT_WEIGHTS,
+    COMPONENT_WEIGHTS_DOWNLOAD,
+)
 from deployments.rendering.constants import LABEL_COMPONENT as COMPONENT
 from deployments.rendering.meta import label_selector, selector_labels
 from deployments.specs import serving_spec
+from tests.fixtures.cluster import wait_for
 from tests.fixtures.fleet import Fleet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.worker, pytest.mark.slow]
@@ -36,6 +41,20 @@ def _listed(fleet: Fleet, kind: str, component: str) -> list[Any]:
     )
 
 
+def _only_the_live_side_holds_gpus(fleet: Fleet) -> None:
+    """The old side's pods hold their GPUs until they have terminated (the scheduler counts
+    them, and so does admission): the next rollout needs those GPUs back."""
+
+    def old_side_gone() -> bool:
+        pods = fleet.k8s.core.list_namespaced_pod(
+            fleet.tenant.namespace,
+            label_selector=label_selector({COMPONENT: COMPONENT_INFERENCE_SERVER}),
+        ).items
+        return len(pods) <= 2
+
+    wait_for(old_side_gone, 180, describe="the old side's pods to terminate")
+
+
 def test_three_rollouts_of_two_replicas_on_shared_weights_promote_on_different_nodes(
     fleet: Fleet,
 ) -> None:
@@ -46,6 +65,7 @@ def test_three_rollouts_of_two_replicas_on_shared_weights_promote_on_different_n
     deployment, rollout = fleet.deploy(tier="l4", replicas=2, promotion=promotion)
     fleet.wait_state(rollout, S.COMPLETED, timeout=300)
     for total in (3072, 2560):
+        _only_the_live_side_holds_gpus(fleet)
         deployment.refresh_from_db()
         _, rollout, _ = services.change_deployment(
             fleet.actor,
