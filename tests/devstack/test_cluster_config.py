@@ -257,8 +257,8 @@ def test_pool_nodes_carry_topology_and_the_labels_gfd_and_gke_set() -> None:
     by_name = {m["metadata"]["name"]: m["metadata"]["labels"] for m in nodes.pool_node_manifests()}
     l4 = [by_name[f"l4-{n}"] for n in (1, 2, 3, 4)]
     # Round-robin over the pool's zones: the pool's nodes alternate between both zones.
-    zones = [labels[nodes.ZONE_LABEL] for labels in l4]
-    assert zones == ["local-1a", "local-1b", "local-1a", "local-1b"]
+    l4_zones = [labels[nodes.ZONE_LABEL] for labels in l4]
+    assert l4_zones == ["local-1a", "local-1b", "local-1a", "local-1b"]
     assert all(labels[nodes.REGION_LABEL] == "local-1" for labels in by_name.values())
     for pool in ("l4", "a100-80g", "h100-80g"):
         zones = {
