@@ -104,7 +104,7 @@ def test_wizard_shows_blockers_fit_valid_quantizations_and_the_review(
 def test_wizard_review_shows_the_node_pools_free_gpus(world: World, portal_kube: None) -> None:
     params = {"model": world.objects["model_a"].pk, "tier": "l4"}
     html = world.client_for("maintainer_a").get(wizard_url(world), params).content.decode()
-    assert re.search(r"\d+ free / 3 GPUs", html)
+    assert re.search(r"\d+ free / 4 GPUs", html)  # the l4 pool: four 1-GPU nodes
     assert "Room for <strong>" in html
 
 
