@@ -170,6 +170,10 @@ def _cells(page: str, name: str, colour: str) -> tuple[str, dict[str, str]]:
     return row.group(1), cells
 
 
+# increase() may read this much above a counter over a few scrapes of small counts.
+EXTRAPOLATED = 1.25
+
+
 @pytest.mark.cluster
 @pytest.mark.worker
 @pytest.mark.slow
@@ -293,6 +297,8 @@ def test_chat_traffic_shows_in_tenant_panels(
     assert generated >= SENT["completion_tokens"] > 0
     assert inputs >= SENT["prompt_tokens"] > 0
 
+    # increase() extrapolates to the window's edges: over a few scrapes of small counts it can
+    # read above the counter itself (142 for 126 seen), hence EXTRAPOLATED, not 1.1.
     # increase() cannot see what a counter held at its first scrape: the rollout's own check
     # may have come before Prometheus first saw the pod. So: at least what this test sent after
     # that first scrape, at most what the pod counted (each with increase()'s edge slack).
@@ -300,10 +306,10 @@ def test_chat_traffic_shows_in_tenant_panels(
         report = cost.tenant_cost(fleet.tenant, *cost.window_days(1))
         [row] = [r for r in report.rows if r.deployment.pk == deployment.pk]
         sent = SENT["completion_tokens"]
-        return row if 0.9 * sent <= row.output_tokens <= 1.1 * generated else None
+        return row if 0.9 * sent <= row.output_tokens <= EXTRAPOLATED * generated else None
 
     row_cost = wait_for(served, 30, describe=lambda: (generated, inputs, SENT))
-    assert 0.9 * SENT["prompt_tokens"] <= row_cost.input_tokens <= 1.1 * inputs
+    assert 0.9 * SENT["prompt_tokens"] <= row_cost.input_tokens <= EXTRAPOLATED * inputs
     assert row_cost.gpu_hours > 0 and row_cost.cost > 0
 
 
